@@ -1,0 +1,79 @@
+import { z } from "zod";
+
+/**
+ * The environment of the contract (docs/configuration.md), parsed once at start-up. Nothing outside src/config
+ * reads process.env: composition roots call loadConfig() and pass the result down.
+ */
+const base64Key32 = z
+  .string()
+  .refine((v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v) && Buffer.from(v, "base64").length === 32, {
+    message: "must be 32 random bytes, base64-encoded (openssl rand -base64 32)",
+  });
+
+const url = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, { message: `must be a URL (${protocols.join(" or ")})` });
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const envSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  DATABASE_URL: url(["postgres:", "postgresql:"]),
+  REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+  PORT: int(0, 65535).default(3000),
+  WHATSAPP_APP_SECRET: z.string().min(1),
+  WHATSAPP_VERIFY_TOKEN: z.string().min(1),
+  WHATSAPP_PHONE_NUMBER_ID: z.string().regex(/^\d{1,32}$/, "must be the numeric phone number id"),
+  WHATSAPP_DISPLAY_PHONE_NUMBER: z.string().default(""),
+  WHATSAPP_ACCESS_TOKEN: z.string().min(1),
+  GRAPH_API_BASE_URL: url(["http:", "https:"]).default("https://graph.facebook.com"),
+  GRAPH_API_VERSION: z.string().regex(/^v\d+\.\d+$/, "must look like v23.0").default("v23.0"),
+  WHATSAPP_OTP_TEMPLATE: z.string().regex(/^[a-z0-9_]{1,512}$/, "lowercase letters, digits and _").default("verification_code"),
+  WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().min(2).default("en_US"),
+  ADMIN_API_KEY: z.string().min(16, "must be at least 16 characters"),
+  SECRETS_KEY: base64Key32,
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Redis key prefix for the queues (lets several deployments or test runs share one Redis). */
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("wabot"),
+  /** Cloud API messages per second per business phone number (Meta: 80 by default, up to 1,000). */
+  OUTBOUND_RATE_PER_SECOND: int(1, 1000).default(80),
+  /** Minimum gap between two messages to the same recipient, so a multi-message reply keeps its order. */
+  OUTBOUND_RECIPIENT_GAP_MS: int(0, 60_000).default(250),
+  OUTBOUND_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  OUTBOUND_MAX_ATTEMPTS: int(1, 50).default(8),
+  INBOUND_CONCURRENCY: int(1, 500).default(16),
+  OUTBOUND_CONCURRENCY: int(1, 1000).default(32),
+  /** Largest webhook body accepted (Meta sends up to 3 MB). */
+  WEBHOOK_BODY_LIMIT_BYTES: int(4 * 1024 * 1024, 8 * 1024 * 1024).default(6 * 1024 * 1024),
+});
+
+export type Config = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Parses the environment; throws one ConfigError naming every bad or missing variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaults: Record<string, string> = {}): Config {
+  const input: Record<string, string | undefined> = { ...defaults };
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== "") input[key] = v;
+  }
+  const parsed = envSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const name = issue.path.join(".");
+    const missing = input[name] === undefined;
+    return `${name}: ${missing ? "is required" : issue.message}`;
+  });
+  throw new ConfigError(problems);
+}

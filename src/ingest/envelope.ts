@@ -1,0 +1,156 @@
+import { z } from "zod";
+
+/**
+ * Meta's webhook envelope, parsed tolerantly: only what routing needs is checked; every other field (and every
+ * message type we do not know yet) passes through untouched and is kept with the message.
+ * Shapes: ../shared/docs/cloud-api.md §2 and Meta's webhook reference.
+ */
+const str = z.string();
+const numericish = z.union([z.string(), z.number()]).transform(String);
+
+export const inboundMessageSchema = z.looseObject({
+  id: str.min(1),
+  from: str.optional(),
+  from_user_id: str.optional(),
+  timestamp: numericish.optional(),
+  type: str.default("unknown"),
+});
+export type InboundMessage = z.infer<typeof inboundMessageSchema> & Record<string, unknown>;
+
+export const contactSchema = z.looseObject({
+  wa_id: str.optional(),
+  user_id: str.optional(),
+  profile: z.looseObject({ name: str.optional(), username: str.optional() }).optional(),
+});
+export type WebhookContact = z.infer<typeof contactSchema>;
+
+export const statusErrorSchema = z.looseObject({
+  code: z.coerce.number().optional(),
+  title: str.optional(),
+  message: str.optional(),
+  error_data: z.looseObject({ details: str.optional() }).optional(),
+});
+
+export const statusSchema = z.looseObject({
+  id: str.min(1),
+  status: str.min(1),
+  timestamp: numericish.optional(),
+  recipient_id: str.optional(),
+  recipient_user_id: str.optional(),
+  errors: z.array(statusErrorSchema).optional(),
+});
+export type WebhookStatus = z.infer<typeof statusSchema>;
+
+const valueSchema = z.looseObject({
+  messaging_product: str.optional(),
+  metadata: z.looseObject({ phone_number_id: numericish, display_phone_number: numericish.optional() }).optional(),
+  contacts: z.array(z.unknown()).optional(),
+  messages: z.array(z.unknown()).optional(),
+  statuses: z.array(z.unknown()).optional(),
+  errors: z.array(z.unknown()).optional(),
+});
+
+export const envelopeSchema = z.looseObject({
+  object: str,
+  entry: z.array(
+    z.looseObject({
+      id: numericish.optional(),
+      changes: z.array(z.looseObject({ field: str.optional(), value: valueSchema.optional() })).default([]),
+    }),
+  ),
+});
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+/** One message to hand off, with what the worker needs to route it. */
+export interface InboundItem {
+  kind: "message";
+  phoneNumberId: string;
+  displayPhoneNumber?: string;
+  /** user_id (BSUID) when Meta sends one, else the phone-based wa_id: the contact's serialisation key */
+  contactKey: string;
+  contact: WebhookContact | null;
+  message: InboundMessage;
+  receivedAt: number;
+  /** position in arrival order: receivedAt * 1000 + index within the POST */
+  order: number;
+}
+
+export interface StatusItem {
+  kind: "status";
+  phoneNumberId: string;
+  status: WebhookStatus;
+  receivedAt: number;
+}
+
+export interface ExtractResult {
+  messages: InboundItem[];
+  statuses: StatusItem[];
+  /** updates we keep no job for (other webhook fields, envelope-level errors), logged */
+  other: { field: string; phoneNumberId?: string }[];
+  /** elements that were not messages or statuses at all (no id): logged, never fatal */
+  malformed: { path: string; reason: string }[];
+}
+
+/** Walks every entry, change, message and status of a batch, in array order. */
+export function extractUpdates(envelope: Envelope, receivedAt: number): ExtractResult {
+  const out: ExtractResult = { messages: [], statuses: [], other: [], malformed: [] };
+  let index = 0;
+  envelope.entry.forEach((entry, ei) => {
+    entry.changes.forEach((change, ci) => {
+      const value = change.value;
+      const field = change.field ?? "unknown";
+      const phoneNumberId = value?.metadata?.phone_number_id;
+      if (field !== "messages" || !value || !phoneNumberId) {
+        out.other.push({ field, phoneNumberId });
+        return;
+      }
+      const contacts = (value.contacts ?? []).flatMap((c) => {
+        const parsed = contactSchema.safeParse(c);
+        return parsed.success ? [parsed.data] : [];
+      });
+      (value.messages ?? []).forEach((raw, mi) => {
+        const parsed = inboundMessageSchema.safeParse(raw);
+        const path = `entry[${ei}].changes[${ci}].value.messages[${mi}]`;
+        if (!parsed.success) {
+          out.malformed.push({ path, reason: parsed.error.issues[0]?.message ?? "invalid" });
+          return;
+        }
+        const message = parsed.data as InboundMessage;
+        const contact = findContact(contacts, message);
+        const contactKey = message.from_user_id ?? contact?.user_id ?? message.from ?? contact?.wa_id;
+        if (!contactKey) {
+          out.malformed.push({ path, reason: "no sender (from / from_user_id)" });
+          return;
+        }
+        out.messages.push({
+          kind: "message",
+          phoneNumberId,
+          displayPhoneNumber: value.metadata?.display_phone_number,
+          contactKey,
+          contact,
+          message,
+          receivedAt,
+          order: receivedAt * 1000 + (index++ % 1000),
+        });
+      });
+      (value.statuses ?? []).forEach((raw, si) => {
+        const parsed = statusSchema.safeParse(raw);
+        if (!parsed.success) {
+          out.malformed.push({ path: `entry[${ei}].changes[${ci}].value.statuses[${si}]`, reason: parsed.error.issues[0]?.message ?? "invalid" });
+          return;
+        }
+        out.statuses.push({ kind: "status", phoneNumberId, status: parsed.data, receivedAt });
+      });
+      if (value.errors?.length) out.other.push({ field: "messages.errors", phoneNumberId });
+    });
+  });
+  return out;
+}
+
+function findContact(contacts: WebhookContact[], message: InboundMessage): WebhookContact | null {
+  if (contacts.length === 0) return null;
+  return (
+    contacts.find((c) => (message.from && c.wa_id === message.from) || (message.from_user_id && c.user_id === message.from_user_id)) ??
+    (contacts.length === 1 ? contacts[0]! : null)
+  );
+}

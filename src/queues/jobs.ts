@@ -1,0 +1,58 @@
+import { createHash } from "node:crypto";
+import type { JobsOptions } from "bullmq";
+
+/**
+ * The job catalogue: every queue, its job names, what a job carries and how it is retried.
+ * Jobs carry ids or encrypted blobs, never message text or codes in clear: BullMQ keeps job data readable in Redis.
+ */
+export const QUEUES = {
+  /** one job per inbound message; data is an encrypted InboundItem */
+  inbound: "inbound",
+  /** one job per (wamid, status); data is an encrypted StatusItem */
+  statuses: "statuses",
+  /** one job per outbound message row; data is { messageId } */
+  outbound: "outbound",
+} as const;
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+export interface EncryptedJob {
+  enc: string;
+}
+
+export interface OutboundJob {
+  messageId: string;
+}
+
+/** BullMQ custom ids may not contain ':'; a hex digest also keeps Meta's ids (and so phone numbers) out of Redis keys. */
+function digest(...parts: string[]): string {
+  return createHash("sha256").update(parts.join("\u0000")).digest("hex").slice(0, 40);
+}
+
+export const jobIds = {
+  inbound: (phoneNumberId: string, wamid: string) => `m-${digest(phoneNumberId, wamid)}`,
+  status: (phoneNumberId: string, wamid: string, status: string) => `s-${digest(phoneNumberId, wamid, status)}`,
+  outbound: (messageId: string) => `o-${messageId}`,
+};
+
+export const jobOptions: Record<QueueName, JobsOptions> = {
+  inbound: {
+    attempts: 20,
+    backoff: { type: "exponential", delay: 500 },
+    removeOnComplete: true,
+    removeOnFail: { age: 14 * 24 * 3600 },
+  },
+  statuses: {
+    // A status may arrive before the send call returned its wamid: it is retried (held) until the id is stored.
+    attempts: 12,
+    backoff: { type: "exponential", delay: 250 },
+    removeOnComplete: true,
+    removeOnFail: { age: 14 * 24 * 3600 },
+  },
+  outbound: {
+    attempts: 8, // overridden from OUTBOUND_MAX_ATTEMPTS; delays come from the worker's backoff strategy
+    backoff: { type: "cloud-api" },
+    removeOnComplete: true,
+    removeOnFail: { age: 14 * 24 * 3600 },
+  },
+};

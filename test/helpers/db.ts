@@ -1,0 +1,39 @@
+import { randomBytes } from "node:crypto";
+import { Client } from "pg";
+import { ADMIN_DATABASE_URL, databaseUrl, templateDatabase } from "./env";
+
+/**
+ * A fresh database for one test file, copied from the template that global-setup migrated.
+ * Returns its URL and a function that drops it.
+ */
+export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `wabot_t_${Math.floor(Date.now() / 1000)}_${randomBytes(4).toString("hex")}`;
+  const admin = new Client({ connectionString: ADMIN_DATABASE_URL });
+  await admin.connect();
+  try {
+    // CREATE DATABASE … TEMPLATE needs the template to have no other sessions; retry briefly if one lingers.
+    for (let i = 0; ; i++) {
+      try {
+        await admin.query(`CREATE DATABASE "${name}" TEMPLATE "${templateDatabase()}"`);
+        break;
+      } catch (err) {
+        if (i >= 50 || !/being accessed by other users/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+  return {
+    url: databaseUrl(name),
+    drop: async () => {
+      const c = new Client({ connectionString: ADMIN_DATABASE_URL });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
