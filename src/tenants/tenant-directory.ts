@@ -1,0 +1,70 @@
+import type { PrismaClient } from "../db/prisma";
+import type { Keyring } from "../shared/crypto";
+
+export interface TenantRecord {
+  id: string;
+  name: string;
+  phoneNumberId: string;
+  displayPhoneNumber: string;
+  settings: Record<string, unknown>;
+}
+
+/**
+ * Finds tenants by Meta's phone_number_id (how webhooks are routed) or id, with a short in-process cache, and
+ * decrypts access tokens only when a call to the Cloud API needs one.
+ */
+export class TenantDirectory {
+  private readonly byPhone = new Map<string, { at: number; tenant: TenantRecord | null }>();
+  private readonly tokens = new Map<string, { at: number; token: string }>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly keyring: Keyring,
+    private readonly ttlMs = 30_000,
+  ) {}
+
+  async byPhoneNumberId(phoneNumberId: string): Promise<TenantRecord | null> {
+    const hit = this.byPhone.get(phoneNumberId);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.tenant;
+    const row = await this.prisma.tenant.findUnique({ where: { phoneNumberId } });
+    const tenant = row ? toRecord(row) : null;
+    this.byPhone.set(phoneNumberId, { at: Date.now(), tenant });
+    return tenant;
+  }
+
+  async accessToken(tenantId: string): Promise<string> {
+    const hit = this.tokens.get(tenantId);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.token;
+    const row = await this.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { accessTokenEnc: true } });
+    const token = this.keyring.decryptString("tenant-token", row.accessTokenEnc);
+    this.tokens.set(tenantId, { at: Date.now(), token });
+    return token;
+  }
+
+  /** Creates or updates the tenant described by the environment (the default tenant). */
+  async upsertDefault(input: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string; name?: string }): Promise<TenantRecord> {
+    const accessTokenEnc = this.keyring.encrypt("tenant-token", input.accessToken);
+    const row = await this.prisma.tenant.upsert({
+      where: { phoneNumberId: input.phoneNumberId },
+      create: { name: input.name ?? "default", phoneNumberId: input.phoneNumberId, displayPhoneNumber: input.displayPhoneNumber, accessTokenEnc },
+      update: { displayPhoneNumber: input.displayPhoneNumber || undefined, accessTokenEnc },
+    });
+    this.invalidate();
+    return toRecord(row);
+  }
+
+  invalidate(): void {
+    this.byPhone.clear();
+    this.tokens.clear();
+  }
+}
+
+function toRecord(row: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown }): TenantRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    phoneNumberId: row.phoneNumberId,
+    displayPhoneNumber: row.displayPhoneNumber,
+    settings: (row.settings ?? {}) as Record<string, unknown>,
+  };
+}
