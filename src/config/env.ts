@@ -30,6 +30,8 @@ export const envSchema = z.object({
   WHATSAPP_VERIFY_TOKEN: z.string().min(1),
   WHATSAPP_PHONE_NUMBER_ID: z.string().regex(/^\d{1,32}$/, "must be the numeric phone number id"),
   WHATSAPP_DISPLAY_PHONE_NUMBER: z.string().default(""),
+  /** How the bot names the business in its own texts (the default tenant's name). */
+  BUSINESS_NAME: z.string().min(1).max(100).default("our business"),
   WHATSAPP_ACCESS_TOKEN: z.string().min(1),
   GRAPH_API_BASE_URL: url(["http:", "https:"]).default("https://graph.facebook.com"),
   GRAPH_API_VERSION: z.string().regex(/^v\d+\.\d+$/, "must look like v23.0").default("v23.0"),

@@ -148,9 +148,16 @@ export function extractUpdates(envelope: Envelope, receivedAt: number): ExtractR
 }
 
 function findContact(contacts: WebhookContact[], message: InboundMessage): WebhookContact | null {
-  if (contacts.length === 0) return null;
-  return (
-    contacts.find((c) => (message.from && c.wa_id === message.from) || (message.from_user_id && c.user_id === message.from_user_id)) ??
-    (contacts.length === 1 ? contacts[0]! : null)
+  const exact = contacts.find(
+    (c) => (message.from && c.wa_id === message.from) || (message.from_user_id && c.user_id === message.from_user_id),
   );
+  if (exact) return exact;
+  // A lone contact entry belongs to the message unless it names someone else.
+  const only = contacts.length === 1 ? contacts[0]! : null;
+  if (!only) return null;
+  const contradicts =
+    (only.wa_id !== undefined && message.from !== undefined && only.wa_id !== message.from) ||
+    (only.user_id !== undefined && message.from_user_id !== undefined && only.user_id !== message.from_user_id) ||
+    (only.wa_id === undefined && message.from !== undefined && message.from_user_id === undefined);
+  return contradicts ? null : only;
 }

@@ -1,0 +1,28 @@
+import express, { type Express, type RequestHandler } from "express";
+import type { Ingest } from "../ingest/ingest";
+import type { Logger } from "../observability/logger";
+import { errorHandler, notFound } from "./errors";
+import { healthRoutes, type ReadinessCheck } from "./health.routes";
+import { webhookRoutes } from "./webhook.routes";
+
+export interface HttpAppDeps {
+  ingest: Ingest;
+  verifyToken: string;
+  bodyLimitBytes: number;
+  readiness: Record<string, ReadinessCheck>;
+  logger: Logger;
+  /** extra routers mounted before the 404 handler (the sandbox in demo, later the APIs) */
+  mount?: RequestHandler[];
+}
+
+export function createHttpApp(deps: HttpAppDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", "loopback");
+  app.use(webhookRoutes({ ingest: deps.ingest, verifyToken: deps.verifyToken, bodyLimitBytes: deps.bodyLimitBytes, logger: deps.logger }));
+  app.use(healthRoutes(deps.readiness));
+  for (const m of deps.mount ?? []) app.use(m);
+  app.use(notFound);
+  app.use(errorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,84 @@
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Config } from "../config/env";
+import { InboundHandler } from "../conversation/inbound-handler";
+import { Router, greetingHandler, type MessageHandler } from "../conversation/router";
+import { createPrisma, type PrismaClient } from "../db/prisma";
+import { createIngest, type Ingest } from "../ingest/ingest";
+import { Mailboxes } from "../ingest/mailbox";
+import { Outbox } from "../messaging/outbox";
+import { createLogger, type Logger } from "../observability/logger";
+import { QUEUES, type EncryptedJob, type OutboundJob } from "../queues/jobs";
+import { producerConnection } from "../queues/redis";
+import { systemClock, type Clock } from "../shared/clock";
+import { Keyring } from "../shared/crypto";
+import { TenantDirectory } from "../tenants/tenant-directory";
+
+/**
+ * The services every process needs, built once from the configuration: clients, queues (as producers),
+ * the ingest and the conversation layer. Composition roots (api.ts, worker.ts, all.ts, demo.ts) add HTTP
+ * and workers on top and call close() on SIGTERM.
+ */
+export interface Core {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  prisma: PrismaClient;
+  redis: Redis;
+  keyring: Keyring;
+  tenants: TenantDirectory;
+  queues: { inbound: Queue<EncryptedJob>; statuses: Queue<EncryptedJob>; outbound: Queue<OutboundJob> };
+  mailboxes: Mailboxes;
+  outbox: Outbox;
+  ingest: Ingest;
+  router: Router;
+  inboundHandler: InboundHandler;
+  close(): Promise<void>;
+}
+
+export interface CoreOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** handlers tried before the greeting fallback */
+  handlers?: MessageHandler[];
+}
+
+export function buildCore(config: Config, opts: CoreOptions = {}): Core {
+  const logger = opts.logger ?? createLogger({ level: config.LOG_LEVEL, pretty: config.NODE_ENV === "development" });
+  const clock = opts.clock ?? systemClock;
+  const prisma = createPrisma(config.DATABASE_URL, Math.max(10, config.INBOUND_CONCURRENCY + config.OUTBOUND_CONCURRENCY + 4));
+  const redis = producerConnection(config.REDIS_URL);
+  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  const keyring = Keyring.fromBase64(config.SECRETS_KEY);
+  const tenants = new TenantDirectory(prisma, keyring);
+  const queueOpts = { connection: redis, prefix: config.QUEUE_PREFIX };
+  const queues = {
+    inbound: new Queue<EncryptedJob>(QUEUES.inbound, queueOpts),
+    statuses: new Queue<EncryptedJob>(QUEUES.statuses, queueOpts),
+    outbound: new Queue<OutboundJob>(QUEUES.outbound, queueOpts),
+  };
+  for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
+  const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
+  const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
+  const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
+  const router = new Router([...(opts.handlers ?? []), greetingHandler]);
+  const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
+
+  return {
+    config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
+    async close() {
+      await Promise.allSettled(Object.values(queues).map((q) => q.close()));
+      await Promise.allSettled([prisma.$disconnect(), redis.status === "ready" ? redis.quit() : Promise.resolve(redis.disconnect())]);
+    },
+  };
+}
+
+/** The default tenant comes from the environment; it is created or updated at start. */
+export async function ensureDefaultTenant(core: Core) {
+  return core.tenants.upsertDefault({
+    phoneNumberId: core.config.WHATSAPP_PHONE_NUMBER_ID,
+    displayPhoneNumber: core.config.WHATSAPP_DISPLAY_PHONE_NUMBER,
+    accessToken: core.config.WHATSAPP_ACCESS_TOKEN,
+    name: core.config.BUSINESS_NAME,
+  });
+}

@@ -1,0 +1,76 @@
+import { DelayedError, Worker, type Job, type Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { InboundHandler } from "../conversation/inbound-handler";
+import type { InboundItem } from "../ingest/envelope";
+import type { Mailboxes } from "../ingest/mailbox";
+import type { Logger } from "../observability/logger";
+import type { Keyring } from "../shared/crypto";
+import { QUEUES, type EncryptedJob } from "./jobs";
+
+/** How long a mailbox entry may wait for its job to become visible before it is taken for an orphan. */
+const ORPHAN_AFTER_MS = 60_000;
+const WAIT_FOR_EARLIER_MS = 100;
+
+export interface InboundWorkerDeps {
+  connection: Redis;
+  prefix: string;
+  concurrency: number;
+  queue: Queue<EncryptedJob>;
+  mailboxes: Mailboxes;
+  keyring: Keyring;
+  handler: InboundHandler;
+  logger: Logger;
+}
+
+/**
+ * Per-contact order without BullMQ Pro's groups. Intake put each message's job id in the contact's mailbox
+ * (a sorted set, by arrival order) before writing the job. A worker that takes a job first handles every
+ * earlier entry of that mailbox, oldest first, loading their jobs' data (they may still be waiting in the
+ * queue), then its own. Each message is handled under a PostgreSQL advisory lock on the contact and claimed by
+ * its unique wamid, so when the stolen message's own job runs later it is a no-op. Nothing is dropped: a
+ * message's job stays in Redis until that job completes.
+ */
+export function createInboundWorker(deps: InboundWorkerDeps): Worker<EncryptedJob> {
+  const decrypt = (job: { data: EncryptedJob }): InboundItem => JSON.parse(deps.keyring.decryptString("job-data", job.data.enc));
+
+  async function process(job: Job<EncryptedJob>, token?: string): Promise<string> {
+    const item = decrypt(job);
+    const mailbox = deps.mailboxes.key(item.phoneNumberId, item.contactKey);
+    const earlier = await deps.mailboxes.upTo(mailbox, item.order);
+    for (const entry of earlier) {
+      if (entry.jobId === job.id) continue;
+      const other = await deps.queue.getJob(entry.jobId);
+      if (!other) {
+        // Intake writes the mailbox before the job: give a job that is being written a moment to appear.
+        if (Date.now() - Math.floor(entry.order / 1000) < ORPHAN_AFTER_MS) {
+          await job.moveToDelayed(Date.now() + WAIT_FOR_EARLIER_MS, token);
+          throw new DelayedError();
+        }
+        deps.logger.warn({ jobId: entry.jobId }, "mailbox entry without a job removed (its POST was answered 503)");
+        await deps.mailboxes.remove(mailbox, entry.jobId);
+        continue;
+      }
+      if (await other.isFailed()) {
+        // A message that failed for good must not hold the contact's later messages back for ever.
+        await deps.mailboxes.remove(mailbox, entry.jobId);
+        continue;
+      }
+      await deps.handler.handle(decrypt(other));
+      await deps.mailboxes.remove(mailbox, entry.jobId);
+    }
+    const outcome = await deps.handler.handle(item);
+    await deps.mailboxes.remove(mailbox, job.id!);
+    return outcome.kind;
+  }
+
+  const worker = new Worker<EncryptedJob>(QUEUES.inbound, process, {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    concurrency: deps.concurrency,
+  });
+  worker.on("failed", (job, err) => {
+    deps.logger.error({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, "inbound job failed");
+  });
+  worker.on("error", (err) => deps.logger.error({ err: err.message }, "inbound worker error"));
+  return worker;
+}
