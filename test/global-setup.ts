@@ -1,6 +1,6 @@
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Client } from "pg";
+import { migrateDeploy } from "../src/db/migrate";
 import { ADMIN_DATABASE_URL, databaseUrl } from "./helpers/env";
 
 /**
@@ -23,9 +23,6 @@ export default async function globalSetup(): Promise<void> {
   } finally {
     await admin.end();
   }
-  execFileSync(process.execPath, [require.resolve("prisma/build/index.js"), "migrate", "deploy"], {
-    env: { ...process.env, DATABASE_URL: databaseUrl(template) },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  migrateDeploy(databaseUrl(template));
   process.env.WABOT_TEST_TEMPLATE_DB = template; // inherited by the Jest workers
 }
