@@ -1,0 +1,308 @@
+import { DelayedError, UnrecoverableError, Worker, type BackoffStrategy, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import type { Config } from "../config/env";
+import { transaction, type PrismaClient } from "../db/prisma";
+import { applyHeldStatuses, lockWamid } from "../messaging/delivery-status";
+import type { OutboundContent } from "../messaging/outbox";
+import type { Logger } from "../observability/logger";
+import { CloudApiClient, type SendFailure, type SendResult } from "../providers/whatsapp/cloud-api.client";
+import { isPairRateError } from "../providers/whatsapp/errors";
+import { buildSendBody } from "../providers/whatsapp/payload";
+import type { Clock } from "../shared/clock";
+import type { Keyring } from "../shared/crypto";
+import type { TenantDirectory } from "../tenants/tenant-directory";
+import { QUEUES, type OutboundJob } from "./jobs";
+
+/**
+ * The send worker: one job per outbound message row (`{messageId}`, never text), at-least-once.
+ *
+ * For each job: load the row → skip if already final → wait (moveToDelayed + DelayedError) while an earlier
+ * message to the same contact is not out yet, and until the recipient gap has passed → take a token from the
+ * per-number limiter (else wait msBeforeNext) → record a `pending` SendAttempt and mark the row `sending` → call
+ * the Cloud API → record the outcome:
+ * - accepted: store the wamid, status `sent`, apply statuses that arrived before the wamid was known;
+ * - transient: retry through the "cloud-api" backoff (full jitter, 4^X s for the pair rate, Retry-After honoured);
+ *   after the last attempt the row is `failed` with Meta's code;
+ * - permanent: the row is `failed` with Meta's code at once (UnrecoverableError);
+ * - unknown (timeout, connection lost after writing): recorded as `unknown` and retried, so Meta may get the
+ *   message twice; `countUnknownSends` counts such sends.
+ * Pacing delays use wall time (BullMQ's); timestamps written to the database use the injected clock.
+ */
+export type OutboundWorkerConfig = Pick<
+  Config,
+  | "QUEUE_PREFIX"
+  | "OUTBOUND_CONCURRENCY"
+  | "OUTBOUND_RATE_PER_SECOND"
+  | "OUTBOUND_RECIPIENT_GAP_MS"
+  | "OUTBOUND_TIMEOUT_MS"
+  | "GRAPH_API_BASE_URL"
+  | "GRAPH_API_VERSION"
+>;
+
+/** What `resolveContent` gets: the stored row, whose payload may hold placeholders for secret parameters. */
+export interface OutboundMessageRecord {
+  id: string;
+  tenantId: string;
+  contactId: string;
+  type: string;
+  payload: OutboundContent;
+}
+
+export interface BackoffSettings {
+  /** first ceiling of the full-jitter exponential backoff */
+  baseMs: number;
+  capMs: number;
+  /** 131056 (pair rate): pairBaseMs × 4^X, X = earlier 131056 answers for this message */
+  pairBaseMs: number;
+  pairCapMs: number;
+  /** a Retry-After longer than this is cut to it */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffSettings = {
+  baseMs: 1_000,
+  capMs: 60_000,
+  pairBaseMs: 1_000,
+  pairCapMs: 15 * 60_000,
+  maxRetryAfterMs: 15 * 60_000,
+};
+
+export interface OutboundWorkerDeps {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  tenants: TenantDirectory;
+  config: OutboundWorkerConfig;
+  logger: Logger;
+  clock: Clock;
+  /** a worker connection (maxRetriesPerRequest: null); also used for the limiter and the recipient gap keys */
+  connection: Redis;
+  /** default: a CloudApiClient from the config, closed with the worker */
+  client?: Pick<CloudApiClient, "sendMessage">;
+  /** fills in secret parameters (an OTP code) at send time; default: the stored payload as is */
+  resolveContent?: (message: OutboundMessageRecord) => Promise<OutboundContent>;
+  backoff?: Partial<BackoffSettings>;
+  /** how long a message waits before looking again for an earlier message to the same contact */
+  orderPollMs?: number;
+}
+
+/** A send that may succeed if tried again; carries what the backoff strategy needs. */
+export class RetryableSendError extends Error {
+  override readonly name = "RetryableSendError";
+  constructor(
+    readonly failure: SendFailure,
+    /** for 131056: how many earlier 131056 answers this message got (the X of 4^X) */
+    readonly pairRetries = 0,
+  ) {
+    super(`Cloud API ${failure.kind} failure${failure.code !== undefined ? ` (code ${failure.code})` : ""}${failure.httpStatus ? ` HTTP ${failure.httpStatus}` : ""}${failure.networkError ? ` ${failure.networkError}` : ""}`);
+  }
+}
+
+/**
+ * settings.backoffStrategy for jobs with `backoff: {type: "cloud-api"}`: exponential with full jitter
+ * (random in [0, min(cap, base·2^(n-1)))), 131056 → pairBase·4^X, and never sooner than a Retry-After.
+ */
+export function cloudApiBackoff(settings: Partial<BackoffSettings> = {}, random: () => number = Math.random): BackoffStrategy {
+  const s = { ...DEFAULT_BACKOFF, ...settings };
+  return (attemptsMade: number, _type?: string, err?: Error) => {
+    let floor = 0;
+    let exact: number | undefined;
+    if (err instanceof RetryableSendError) {
+      if (err.failure.retryAfterMs !== undefined) floor = Math.min(err.failure.retryAfterMs, s.maxRetryAfterMs);
+      if (isPairRateError(err.failure.code)) exact = Math.min(s.pairBaseMs * 4 ** err.pairRetries, s.pairCapMs);
+    }
+    if (exact !== undefined) return Math.max(exact, floor);
+    const ceiling = Math.min(s.capMs, s.baseMs * 2 ** Math.max(0, attemptsMade - 1));
+    return Math.max(floor, Math.floor(random() * ceiling));
+  };
+}
+
+const FINAL_STATUSES = new Set(["sent", "delivered", "read", "failed"]);
+
+export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJob> {
+  const { prisma, config, logger, clock, connection } = deps;
+  const log = logger.child({ component: "outbound-worker" });
+  const ownClient = deps.client ? null : new CloudApiClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.OUTBOUND_TIMEOUT_MS });
+  const client = deps.client ?? ownClient!;
+  const resolveContent = deps.resolveContent ?? (async (m: OutboundMessageRecord) => m.payload);
+  const gapMs = config.OUTBOUND_RECIPIENT_GAP_MS;
+  const orderPollMs = deps.orderPollMs ?? Math.max(100, gapMs);
+  const limiter = new RateLimiterRedis({
+    storeClient: connection,
+    keyPrefix: `${config.QUEUE_PREFIX}:rl:outbound`,
+    points: config.OUTBOUND_RATE_PER_SECOND,
+    duration: 1,
+  });
+  const gapKey = (contactId: string) => `${config.QUEUE_PREFIX}:out:last:${contactId}`;
+
+  async function later(job: Job<OutboundJob>, token: string | undefined, ms: number): Promise<never> {
+    await job.moveToDelayed(Date.now() + Math.max(1, Math.ceil(ms)), token);
+    throw new DelayedError();
+  }
+
+  async function fail(messageId: string, failure: { code?: number; title?: string }): Promise<void> {
+    await prisma.message.updateMany({
+      where: { id: messageId, status: { in: ["queued", "sending"] } },
+      data: { status: "failed", failedAt: clock.now(), errorCode: failure.code ?? null, errorTitle: failure.title?.slice(0, 500) ?? null },
+    });
+  }
+
+  async function processJob(job: Job<OutboundJob>, token?: string): Promise<string> {
+    const { messageId } = job.data;
+    const msg = await prisma.message.findUnique({
+      where: { id: messageId },
+      select: {
+        id: true,
+        seq: true,
+        tenantId: true,
+        contactId: true,
+        direction: true,
+        status: true,
+        type: true,
+        payload: true,
+        contact: { select: { phoneE164: true, waId: true, userId: true } },
+        tenant: { select: { phoneNumberId: true } },
+      },
+    });
+    if (!msg || msg.direction !== "outbound") {
+      log.warn({ messageId }, "outbound job for an unknown message: dropped");
+      return "missing";
+    }
+    if (FINAL_STATUSES.has(msg.status)) return "already-done";
+
+    // 1. Order per recipient: nothing overtakes an earlier message to the same contact that is not out yet.
+    const earlier = await prisma.message.findFirst({
+      where: { contactId: msg.contactId, direction: "outbound", status: { in: ["queued", "sending"] }, seq: { lt: msg.seq } },
+      select: { id: true },
+    });
+    if (earlier) return later(job, token, orderPollMs);
+
+    // 2. Pacing per recipient: a gap after the previous send.
+    if (gapMs > 0) {
+      const last = Number(await connection.get(gapKey(msg.contactId)));
+      const wait = last ? last + gapMs - Date.now() : 0;
+      if (wait > 0) return later(job, token, wait);
+    }
+
+    // 3. Throughput per business number: this job waits, the queue does not.
+    try {
+      await limiter.consume(msg.tenant.phoneNumberId, 1);
+    } catch (err) {
+      if (err instanceof RateLimiterRes) return later(job, token, err.msBeforeNext + Math.floor(Math.random() * Math.min(50, err.msBeforeNext + 1)));
+      throw err;
+    }
+
+    // 4. The body. A secret parameter is filled in only here; it never reaches the database, Redis or a log.
+    const record: OutboundMessageRecord = { id: msg.id, tenantId: msg.tenantId, contactId: msg.contactId, type: msg.type, payload: msg.payload as unknown as OutboundContent };
+    const content = await resolveContent(record);
+    const built = buildSendBody(content, msg.contact);
+    if (!built.ok) {
+      await fail(msg.id, { title: built.reason });
+      log.error({ messageId, reason: built.reason }, "outbound message cannot be sent");
+      throw new UnrecoverableError(built.reason);
+    }
+    const accessToken = await deps.tenants.accessToken(msg.tenantId);
+
+    // 5. Record the attempt before the call; a crash leaves it `pending` (= outcome unknown).
+    const attempt = await transaction(prisma, async (tx) => {
+      await tx.sendAttempt.updateMany({ where: { messageId, outcome: "pending" }, data: { outcome: "unknown", finishedAt: clock.now() } });
+      const n = await tx.sendAttempt.count({ where: { messageId } });
+      const row = await tx.sendAttempt.create({ data: { messageId, attempt: n + 1, outcome: "pending", startedAt: clock.now() }, select: { id: true, attempt: true } });
+      const claimed = await tx.message.updateMany({ where: { id: messageId, status: { in: ["queued", "sending"] } }, data: { status: "sending" } });
+      return claimed.count === 1 ? row : null;
+    });
+    if (!attempt) return "already-done";
+
+    const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, built.body);
+    if (gapMs > 0) await connection.set(gapKey(msg.contactId), String(Date.now()), "PX", gapMs + 1_000);
+    const now = clock.now();
+    const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const base = { messageId, attempt: attempt.attempt, tenantId: msg.tenantId };
+
+    if (result.ok) {
+      const held = await transaction(prisma, async (tx) => {
+        await lockWamid(tx, msg.tenantId, result.wamid);
+        await tx.sendAttempt.update({ where: { id: attempt.id }, data: { outcome: "accepted", httpStatus: result.httpStatus, finishedAt: now } });
+        const moved = await tx.message.updateMany({
+          where: { id: messageId, status: { in: ["queued", "sending"] } },
+          data: { wamid: result.wamid, status: "sent", sentAt: now, errorCode: null, errorTitle: null },
+        });
+        if (moved.count === 0) await tx.message.updateMany({ where: { id: messageId, wamid: null }, data: { wamid: result.wamid } });
+        return applyHeldStatuses(tx, msg.tenantId, result.wamid);
+      });
+      log.info({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
+      return "sent";
+    }
+
+    const outcome = result.kind === "permanent" ? "permanent_error" : result.kind === "transient" ? "transient_error" : "unknown";
+    await prisma.sendAttempt.update({
+      where: { id: attempt.id },
+      data: { outcome, httpStatus: result.httpStatus ?? null, errorCode: result.code ?? null, finishedAt: now },
+    });
+    const info = { ...base, kind: result.kind, code: result.code, httpStatus: result.httpStatus, networkError: result.networkError, details: result.details };
+
+    if (result.kind === "permanent") {
+      await fail(messageId, result);
+      log.warn(info, "Cloud API refused the message: failed");
+      throw new UnrecoverableError(`Cloud API permanent error${result.code !== undefined ? ` ${result.code}` : ""}`);
+    }
+    if (isLast) {
+      await fail(messageId, result.kind === "unknown" ? { code: result.code, title: `send outcome unknown after ${attempt.attempt} attempts: ${result.title ?? ""}`.trim() } : result);
+      log.error(info, "Cloud API send failed on its last attempt");
+      throw new UnrecoverableError(`Cloud API ${result.kind} error on the last attempt`);
+    }
+    if (result.kind === "transient") {
+      // not in flight any more: back to queued (later messages to this contact keep waiting behind it)
+      await prisma.message.updateMany({ where: { id: messageId, status: "sending" }, data: { status: "queued" } });
+    }
+    const pairRetries = isPairRateError(result.code)
+      ? (await prisma.sendAttempt.count({ where: { messageId, errorCode: result.code } })) - 1
+      : 0;
+    log.warn(info, result.kind === "unknown" ? "Cloud API send outcome unknown: will retry (may repeat)" : "Cloud API transient error: will retry");
+    throw new RetryableSendError(result, pairRetries);
+  }
+
+  const worker = new Worker<OutboundJob>(QUEUES.outbound, processJob, {
+    connection,
+    prefix: config.QUEUE_PREFIX,
+    concurrency: config.OUTBOUND_CONCURRENCY,
+    lockDuration: Math.max(30_000, config.OUTBOUND_TIMEOUT_MS * 2 + 5_000),
+    settings: { backoffStrategy: cloudApiBackoff(deps.backoff) },
+  });
+  worker.on("failed", (job, err) => {
+    if (err instanceof DelayedError) return;
+    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) log.error({ messageId: job.data.messageId, err: err.message }, "outbound job failed for good");
+  });
+  worker.on("error", (err) => log.error({ err: err.message }, "outbound worker error"));
+  if (ownClient) worker.on("closed", () => ownClient.close());
+  return worker;
+}
+
+/**
+ * Sends whose outcome we do not know (timeouts, connections lost after the request left, and `pending` attempts
+ * left by a crash older than `pendingOlderThanMs`), and how many of those messages were sent again afterwards and
+ * accepted: Meta may have delivered such a message twice.
+ */
+export async function countUnknownSends(
+  prisma: PrismaClient,
+  opts: { since?: Date; tenantId?: string; pendingOlderThanMs?: number; now?: Date } = {},
+): Promise<{ unknown: number; possiblyRepeated: number }> {
+  const now = opts.now ?? new Date();
+  const pendingBefore = new Date(now.getTime() - (opts.pendingOlderThanMs ?? 5 * 60_000));
+  const scope = {
+    ...(opts.since ? { startedAt: { gte: opts.since } } : {}),
+    ...(opts.tenantId ? { message: { tenantId: opts.tenantId } } : {}),
+  };
+  const unknownWhere = {
+    ...scope,
+    OR: [{ outcome: "unknown" as const }, { outcome: "pending" as const, startedAt: { lt: pendingBefore, ...(opts.since ? { gte: opts.since } : {}) } }],
+  };
+  const unknown = await prisma.sendAttempt.count({ where: unknownWhere });
+  const unknownRows = await prisma.sendAttempt.findMany({ where: { ...scope, outcome: "unknown" }, select: { messageId: true, attempt: true } });
+  let possiblyRepeated = 0;
+  for (const row of unknownRows) {
+    const acceptedLater = await prisma.sendAttempt.count({ where: { messageId: row.messageId, outcome: "accepted", attempt: { gt: row.attempt } } });
+    if (acceptedLater > 0) possiblyRepeated++;
+  }
+  return { unknown, possiblyRepeated };
+}

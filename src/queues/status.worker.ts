@@ -1,0 +1,105 @@
+import { UnrecoverableError, Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Config } from "../config/env";
+import { transaction, type PrismaClient } from "../db/prisma";
+import type { StatusItem } from "../ingest/envelope";
+import { recordStatus, type ApplyOutcome, type StatusUpdate } from "../messaging/delivery-status";
+import { maskPhone, type Logger } from "../observability/logger";
+import type { Clock } from "../shared/clock";
+import type { Keyring } from "../shared/crypto";
+import type { TenantDirectory } from "../tenants/tenant-directory";
+import { QUEUES, type EncryptedJob } from "./jobs";
+
+/**
+ * The status worker: one job per (wamid, status) webhook, data encrypted (`keyring.encrypt("job-data", …)`).
+ * Each status is recorded and applied in one transaction (src/messaging/delivery-status.ts): the StatusEvent's
+ * unique (tenant, wamid, status) is the lasting dedupe gate; the message row's timeline and status follow the
+ * order-tolerant rules there.
+ *
+ * Held statuses: Meta can report a status before our send call has returned the wamid. Such a job throws
+ * `StatusHeldError` (nothing is written; BullMQ retries it with the queue's backoff); on its final attempt the
+ * status is stored unapplied instead, and the send worker applies it when it stores the wamid.
+ */
+export type StatusWorkerConfig = Pick<Config, "QUEUE_PREFIX" | "INBOUND_CONCURRENCY">;
+
+export interface StatusWorkerDeps {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  tenants: TenantDirectory;
+  config: StatusWorkerConfig;
+  logger: Logger;
+  clock: Clock;
+  /** a worker connection (maxRetriesPerRequest: null) */
+  connection: Redis;
+  /** default: INBOUND_CONCURRENCY (statuses are small, short transactions) */
+  concurrency?: number;
+}
+
+export class StatusHeldError extends Error {
+  override readonly name = "StatusHeldError";
+  constructor() {
+    super("no message has this wamid yet (the send call has not returned): status held");
+  }
+}
+
+export type StatusJobResult = ApplyOutcome["kind"] | "unknown_tenant";
+
+/** Meta's timestamps are strings of Unix seconds; a status without one takes the time it was received. */
+export function statusUpdateFrom(item: StatusItem): StatusUpdate {
+  const raw = item.status.timestamp;
+  const seconds = raw !== undefined && /^\d+(\.\d+)?$/.test(String(raw)) ? Number(raw) : undefined;
+  const error = item.status.errors?.[0];
+  return {
+    status: item.status.status,
+    timestamp: new Date(seconds !== undefined ? seconds * 1000 : item.receivedAt),
+    errorCode: error?.code ?? null,
+    errorTitle: error?.title ?? error?.message ?? null,
+  };
+}
+
+export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob, StatusJobResult> {
+  const { prisma, keyring, tenants, config, logger } = deps;
+  const log = logger.child({ component: "status-worker" });
+
+  async function processJob(job: Job<EncryptedJob>): Promise<StatusJobResult> {
+    let item: StatusItem;
+    try {
+      item = JSON.parse(keyring.decryptString("job-data", job.data.enc)) as StatusItem;
+    } catch (err) {
+      log.error({ jobId: job.id, err: err instanceof Error ? err.message : String(err) }, "status job cannot be decrypted: dropped");
+      throw new UnrecoverableError("undecryptable status job");
+    }
+    const tenant = await tenants.byPhoneNumberId(item.phoneNumberId);
+    const who = { wamid: item.status.id, status: item.status.status, recipient: maskPhone(item.status.recipient_id) };
+    if (!tenant) {
+      log.warn({ ...who, phoneNumberId: item.phoneNumberId }, "status for an unknown business number: ignored");
+      return "unknown_tenant";
+    }
+    const update = statusUpdateFrom(item);
+    const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    const outcome = await transaction(prisma, (tx) => recordStatus(tx, tenant.id, item.status.id, update, { final }));
+    switch (outcome.kind) {
+      case "held":
+        log.debug({ ...who, attempt: job.attemptsMade + 1 }, "status before its wamid is known: held");
+        throw new StatusHeldError();
+      case "stored_unapplied":
+        log.warn(who, "status for a wamid still unknown after the last attempt: stored unapplied");
+        break;
+      case "duplicate":
+        log.debug(who, "duplicate status ignored");
+        break;
+      case "applied":
+        log.debug({ ...who, messageId: outcome.messageId, messageStatus: outcome.status, errorCode: update.errorCode ?? undefined }, "status applied");
+        break;
+    }
+    return outcome.kind;
+  }
+
+  const worker = new Worker<EncryptedJob, StatusJobResult>(QUEUES.statuses, processJob, {
+    connection: deps.connection,
+    prefix: config.QUEUE_PREFIX,
+    concurrency: deps.concurrency ?? config.INBOUND_CONCURRENCY,
+  });
+  worker.on("error", (err) => log.error({ err: err.message }, "status worker error"));
+  return worker;
+}

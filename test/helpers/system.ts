@@ -1,0 +1,86 @@
+import type { Config } from "../../src/config/env";
+import type { MessageHandler } from "../../src/conversation/router";
+import { buildCore, ensureDefaultTenant, type Core } from "../../src/main/core";
+import { startHttp, type RunningServer } from "../../src/main/http-server";
+import { startWorkers, type RunningWorkers } from "../../src/main/workers";
+import { createSandbox } from "../../src/sandbox/sandbox";
+import type { Sandbox, SandboxOptions } from "../../src/sandbox/types";
+import { createTestDatabase } from "./db";
+import { testConfig } from "./env";
+
+export interface TestSystem {
+  config: Config;
+  core: Core;
+  http: RunningServer;
+  workers: RunningWorkers | null;
+  sandbox: Sandbox;
+  sandboxUrl: string;
+  tenantId: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole bot on real PostgreSQL (a fresh database) and Redis (its own queue prefix), with the Cloud API
+ * sandbox as Meta on an ephemeral port: webhooks go sandbox → bot, sends go bot → sandbox.
+ */
+export async function startTestSystem(
+  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[] } = {},
+): Promise<TestSystem> {
+  const db = await createTestDatabase();
+  const base = testConfig({ DATABASE_URL: db.url, ...opts.env });
+  const sandbox = createSandbox({
+    appSecret: base.WHATSAPP_APP_SECRET,
+    phoneNumbers: [{ phoneNumberId: base.WHATSAPP_PHONE_NUMBER_ID, displayPhoneNumber: base.WHATSAPP_DISPLAY_PHONE_NUMBER, accessToken: base.WHATSAPP_ACCESS_TOKEN }],
+    webhookRetry: { attempts: 3, baseDelayMs: 50 },
+    ...opts.sandbox,
+  });
+  const sandboxServer = await sandbox.listen(0, "127.0.0.1");
+  const config: Config = { ...base, GRAPH_API_BASE_URL: sandboxServer.url };
+  const core = buildCore(config, { handlers: opts.handlers });
+  const tenant = await ensureDefaultTenant(core);
+  const workers =
+    opts.workers === false
+      ? null
+      : await startWorkers(core, opts.fastRetries === false ? {} : { backoff: { baseMs: 20, capMs: 200, pairBaseMs: 20, pairCapMs: 400, maxRetryAfterMs: 1_500 } });
+  const http = await startHttp(core, { port: 0, host: "127.0.0.1" });
+  sandbox.setWebhookUrl(`${http.url}/webhook`);
+  return {
+    config,
+    core,
+    http,
+    workers,
+    sandbox,
+    sandboxUrl: sandboxServer.url,
+    tenantId: tenant.id,
+    async close() {
+      await http.close();
+      await workers?.close();
+      await sandbox.close();
+      await sandboxServer.close();
+      await Promise.allSettled(Object.values(core.queues).map((q) => q.obliterate({ force: true })));
+      await core.close();
+      await db.drop();
+    },
+  };
+}
+
+/** Polls until `check` returns a truthy value (or throws on timeout with the last value seen). */
+export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    last = await check();
+    if (last) return last as NonNullable<T>;
+    if (Date.now() > until) throw new Error(`waitFor timed out; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A handler that answers every text with "echo: <text>", to see order end to end. */
+export const echoHandler: MessageHandler = {
+  name: "echo",
+  async handle({ message }) {
+    const body = (message as { text?: { body?: string } }).text?.body;
+    return typeof body === "string" ? { replies: [{ type: "text", text: { body: `echo: ${body}` } }] } : null;
+  },
+};
