@@ -65,12 +65,12 @@ export async function startTestSystem(
 }
 
 /** Polls until `check` returns a truthy value (or throws on timeout with the last value seen). */
-export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 25): Promise<Exclude<T, null | undefined | false | 0 | "">> {
   const until = Date.now() + timeoutMs;
   let last: T | undefined;
   for (;;) {
     last = await check();
-    if (last) return last as NonNullable<T>;
+    if (last) return last as Exclude<T, null | undefined | false | 0 | "">;
     if (Date.now() > until) throw new Error(`waitFor timed out; last value: ${JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
