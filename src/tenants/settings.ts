@@ -1,0 +1,95 @@
+import { z } from "zod";
+
+/**
+ * A tenant's settings (tenants.settings JSON), validated with defaults on every read and write. Defaults follow
+ * ../shared/docs/otp-anchors.md: Twilio/Kratos-style 5 attempts, ASVS's 10-minute ceiling, 5 sends per number
+ * per 10 minutes.
+ */
+export const CHANNELS = ["whatsapp", "sms", "voice"] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+export const NUMBER_TYPES = [
+  "MOBILE", "FIXED_LINE", "FIXED_LINE_OR_MOBILE", "PREMIUM_RATE", "TOLL_FREE", "SHARED_COST", "VOIP",
+  "PERSONAL_NUMBER", "PAGER", "UAN", "VOICEMAIL",
+] as const;
+
+const countryCode = z.string().regex(/^[A-Z]{2}$/, "ISO 3166-1 alpha-2 country code, e.g. GB");
+const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, "E.164 number, e.g. +14155550123");
+
+export const templateRefSchema = z.object({
+  /** approved AUTHENTICATION template name */
+  name: z.string().regex(/^[a-z0-9_]{1,512}$/),
+  /** the template's language code as approved (en_US, es, pt_BR, …) */
+  language: z.string().min(2).max(15),
+  /** the expiry footer Meta prints (`code_expiration_minutes`, fixed when the template was created) */
+  expiryMinutes: z.number().int().min(1).max(90).optional(),
+  /** the template's message_send_ttl_seconds (30–900): must not exceed the code's life */
+  ttlSeconds: z.number().int().min(30).max(900).optional(),
+});
+
+export const otpSettingsSchema = z.object({
+  codeLength: z.number().int().min(6).max(10).default(6),
+  expiryMinutes: z.number().int().min(1).max(10).default(10),
+  maxAttempts: z.number().int().min(1).max(10).default(5),
+  /** wait before the 1st, 2nd, 3rd… re-send; the last value repeats */
+  resendCooldownsSeconds: z.array(z.number().int().min(0).max(3600)).min(1).default([30, 60, 120]),
+  maxSendsPerNumber: z.number().int().min(1).max(50).default(5),
+  sendWindowMinutes: z.number().int().min(1).max(1440).default(10),
+  /** delivery order: the first is tried first, the next ones are fallbacks */
+  channels: z.array(z.enum(CHANNELS)).min(1).default(["whatsapp", "sms", "voice"]),
+  /** fall back when no `delivered` arrives within this many seconds */
+  deliveryTimeoutSeconds: z.number().int().min(5).max(900).default(60),
+  /** after "I didn't request this": no new codes to that number for this long */
+  blockMinutesAfterReport: z.number().int().min(1).max(60 * 24 * 30).default(24 * 60),
+  /** locale → template; the default locale's entry comes from the environment for the default tenant */
+  templates: z.record(z.string(), templateRefSchema).default({}),
+  defaultLocale: z.string().default("en_US"),
+  /** send our own "never share this code" text after a code when the 24-hour window is open */
+  warnAfterCode: z.boolean().default(true),
+  /** numbers for tests: exempt from limits and type checks, optionally with a fixed code */
+  testNumbers: z.array(z.object({ number: e164, code: z.string().regex(/^\d{6,10}$/).optional() })).default([]),
+});
+
+export const phonePolicySchema = z.object({
+  /** when set, only these countries; otherwise every country not denied */
+  allowedCountries: z.array(countryCode).optional(),
+  deniedCountries: z.array(countryCode).default([]),
+  /** number types that never get a code (FIXED_LINE_OR_MOBILE stays allowed: every US/CA number is one) */
+  deniedTypes: z.array(z.enum(NUMBER_TYPES)).default(["PREMIUM_RATE", "SHARED_COST", "TOLL_FREE", "VOIP", "PAGER", "UAN", "VOICEMAIL"]),
+});
+
+export const limitSettingsSchema = z.object({
+  /** verification requests per tenant per minute */
+  tenantPerMinute: z.number().int().min(1).default(6000),
+  /** requests per end-user IP (the `clientIp` the business passes) per hour */
+  ipPerHour: z.number().int().min(1).default(30),
+  /** sends per number prefix (the number without its last 4 digits) per 10 minutes: SMS-pumping defence */
+  prefixPer10Minutes: z.number().int().min(1).default(20),
+  /** checks per number per 10 minutes, across verifications */
+  checksPerNumberPer10Minutes: z.number().int().min(1).default(30),
+  /** checks per tenant per minute */
+  checksPerTenantPerMinute: z.number().int().min(1).default(60000),
+});
+
+export const eventSettingsSchema = z.object({
+  /** the business's HTTPS endpoint for status events (http:// only for loopback addresses, for development) */
+  url: z.string().url().optional(),
+  /** encrypted (Keyring "tenant-token"); generated when the url is first set */
+  secretEnc: z.string().optional(),
+});
+
+export const tenantSettingsSchema = z.object({
+  otp: otpSettingsSchema.default(otpSettingsSchema.parse({})),
+  phonePolicy: phonePolicySchema.default(phonePolicySchema.parse({})),
+  limits: limitSettingsSchema.default(limitSettingsSchema.parse({})),
+  events: eventSettingsSchema.default({}),
+});
+
+export type TenantSettings = z.infer<typeof tenantSettingsSchema>;
+export type OtpSettings = z.infer<typeof otpSettingsSchema>;
+
+/** Settings as stored may be partial or from an older version: read them through the schema. */
+export function readSettings(raw: unknown): TenantSettings {
+  const parsed = tenantSettingsSchema.safeParse(raw ?? {});
+  return parsed.success ? parsed.data : tenantSettingsSchema.parse({});
+}
