@@ -28,7 +28,10 @@ export class Outbox {
   ) {}
 
   /** Inside the caller's transaction: one queued row per message, in order. Returns the row ids. */
-  static async create(tx: Tx, input: { tenantId: string; contactId: string; contents: OutboundContent[]; now: Date }): Promise<string[]> {
+  static async create(
+    tx: Tx,
+    input: { tenantId: string; contactId: string; contents: OutboundContent[]; now: Date; verificationId?: string },
+  ): Promise<string[]> {
     const ids: string[] = [];
     for (const content of input.contents) {
       const row = await tx.message.create({
@@ -40,6 +43,7 @@ export class Outbox {
           payload: content as Prisma.InputJsonValue,
           status: "queued",
           timestamp: input.now,
+          verificationId: input.verificationId,
         },
         select: { id: true },
       });

@@ -8,7 +8,7 @@ import type { OutboundContent } from "../messaging/outbox";
 import type { Logger } from "../observability/logger";
 import { CloudApiClient, type SendFailure, type SendResult } from "../providers/whatsapp/cloud-api.client";
 import { isPairRateError } from "../providers/whatsapp/errors";
-import { buildSendBody } from "../providers/whatsapp/payload";
+import { buildSendBody, type SendBody } from "../providers/whatsapp/payload";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import type { TenantDirectory } from "../tenants/tenant-directory";
@@ -118,6 +118,7 @@ export function cloudApiBackoff(settings: Partial<BackoffSettings> = {}, random:
 }
 
 const FINAL_STATUSES = new Set(["sent", "delivered", "read", "failed"]);
+const RELEASE_LUA = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
 
 export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJob> {
   const { prisma, config, logger, clock, connection } = deps;
@@ -134,6 +135,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     duration: 1,
   });
   const gapKey = (contactId: string) => `${config.QUEUE_PREFIX}:out:last:${contactId}`;
+  const lockKey = (messageId: string) => `${config.QUEUE_PREFIX}:out:lock:${messageId}`;
 
   async function later(job: Job<OutboundJob>, token: string | undefined, ms: number): Promise<never> {
     await job.moveToDelayed(Date.now() + Math.max(1, Math.ceil(ms)), token);
@@ -203,7 +205,34 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
     const accessToken = await deps.tenants.accessToken(msg.tenantId);
 
-    // 5. Record the attempt before the call; a crash leaves it `pending` (= outcome unknown).
+    // 5. One call per message at a time, even if a stray second job for the same row exists.
+    const lock = await acquire(messageId);
+    if (!lock) return later(job, token, orderPollMs);
+    try {
+      return await sendOnce(job, msg, built.body, accessToken);
+    } finally {
+      await release(messageId, lock);
+    }
+  }
+
+  async function acquire(messageId: string): Promise<string | null> {
+    const value = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const ok = await connection.set(lockKey(messageId), value, "PX", config.OUTBOUND_TIMEOUT_MS * 2 + 30_000, "NX");
+    return ok === "OK" ? value : null;
+  }
+
+  async function release(messageId: string, value: string): Promise<void> {
+    await connection.eval(RELEASE_LUA, 1, lockKey(messageId), value).catch(() => undefined);
+  }
+
+  async function sendOnce(
+    job: Job<OutboundJob>,
+    msg: { id: string; tenantId: string; contactId: string; tenant: { phoneNumberId: string } },
+    body: SendBody,
+    accessToken: string,
+  ): Promise<string> {
+    const messageId = msg.id;
+    // Record the attempt before the call; a crash leaves it `pending` (= outcome unknown).
     const attempt = await transaction(prisma, async (tx) => {
       await tx.sendAttempt.updateMany({ where: { messageId, outcome: "pending" }, data: { outcome: "unknown", finishedAt: clock.now() } });
       const n = await tx.sendAttempt.count({ where: { messageId } });
@@ -213,7 +242,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     });
     if (!attempt) return "already-done";
 
-    const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, built.body);
+    const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, body);
     if (gapMs > 0) await connection.set(gapKey(msg.contactId), String(Date.now()), "PX", gapMs + 1_000);
     const now = clock.now();
     const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -239,7 +268,8 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
       where: { id: attempt.id },
       data: { outcome, httpStatus: result.httpStatus ?? null, errorCode: result.code ?? null, finishedAt: now },
     });
-    const info = { ...base, kind: result.kind, code: result.code, httpStatus: result.httpStatus, networkError: result.networkError, details: result.details };
+    // Meta's title/details may quote a parameter (a phone number): only the code goes to the log
+    const info = { ...base, kind: result.kind, code: result.code, httpStatus: result.httpStatus, networkError: result.networkError };
 
     if (result.kind === "permanent") {
       await fail(messageId, result);
