@@ -9,7 +9,7 @@ import { upsertContact } from "./contacts";
 import type { Router, SessionState } from "./router";
 
 export type HandleOutcome =
-  | { kind: "handled"; outbound: string[]; handler: string | null }
+  | { kind: "handled"; outbound: string[]; handler: string | null; afterCommit?: () => Promise<void> }
   | { kind: "duplicate" }
   | { kind: "unknown_tenant" };
 
@@ -67,12 +67,20 @@ export class InboundHandler {
       const session = await loadSession(tx, tenant.id, contact.id);
       const result = await router.route({ tx, tenant, contact, isNewContact: created, message: item.message, session, now });
       if (result.session) await saveSession(tx, session, result.session);
+      if (result.redactInbound) {
+        // the clear text never commits: the row was inserted in this same transaction
+        await tx.message.updateMany({
+          where: { tenantId: tenant.id, wamid: item.message.id },
+          data: { payload: redactPayload(item.message) as Prisma.InputJsonValue },
+        });
+      }
       const outbound = await Outbox.create(tx, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now });
-      return { kind: "handled", outbound, handler: result.handler };
+      return { kind: "handled", outbound, handler: result.handler, afterCommit: result.afterCommit };
     });
 
     if (outcome.kind === "handled") {
       await outbox.dispatch(outcome.outbound);
+      await outcome.afterCommit?.();
       logger.debug({ wamid: item.message.id, from: maskPhone(item.contactKey), handler: outcome.handler, replies: outcome.outbound.length }, "message handled");
     } else if (outcome.kind === "duplicate") {
       logger.info({ wamid: item.message.id }, "redelivered message ignored");
@@ -109,4 +117,12 @@ async function saveSession(tx: Tx, before: SessionState, change: NonNullable<imp
     },
   });
   if (res.count === 0) throw new SessionConflictError();
+}
+
+/** The stored form of a message that carried a secret: its text replaced, everything else kept. */
+export function redactPayload(message: InboundItem["message"]): Record<string, unknown> {
+  const copy = { ...(message as Record<string, unknown>) };
+  if (copy.text && typeof copy.text === "object") copy.text = { ...(copy.text as object), body: "[redacted]" };
+  copy.redacted = true;
+  return copy;
 }

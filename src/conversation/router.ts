@@ -29,6 +29,10 @@ export interface RouteContext {
 export interface RouteResult {
   replies: OutboundContent[];
   session?: Partial<Pick<SessionState, "flow" | "flowVersion" | "step" | "variables" | "expiresAt">>;
+  /** the inbound message carried a secret (a code, a PIN): store it redacted */
+  redactInbound?: boolean;
+  /** work to hand to the queues once the transaction has committed */
+  afterCommit?: () => Promise<void>;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from "express";
 import type { Logger } from "../observability/logger";
+import { OtpError } from "../otp/errors";
 
 /** An expected failure with a stable snake_case code, mapped to a status once, here. */
 export class ApiError extends Error {
@@ -28,6 +29,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (res.headersSent) return;
     if (err instanceof ApiError) return sendError(res, err.status, err.code, err.message, err.details, err.headers);
+    if (err instanceof OtpError) {
+      return sendError(res, err.status, err.code, err.message, undefined, err.retryAfterSeconds ? { "Retry-After": String(err.retryAfterSeconds) } : {});
+    }
+    if (isRedisDown(err)) return sendError(res, 503, "unavailable", "A backing service is unavailable; retry later", undefined, { "Retry-After": "5" });
     // body-parser errors carry a status and a type
     const type = typeof err?.type === "string" ? err.type : undefined;
     if (type === "entity.too.large") return sendError(res, 413, "payload_too_large", "The request body is larger than this endpoint accepts");
@@ -38,4 +43,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (status === 500) logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), path: req.path }, "unhandled error");
     sendError(res, status, status === 500 ? "internal_error" : "bad_request", status === 500 ? "Something went wrong on our side" : "The request could not be processed");
   };
+}
+
+/** ioredis errors when Redis is unreachable and the connection does not queue commands. */
+function isRedisDown(err: unknown): boolean {
+  const m = err instanceof Error ? err.message : "";
+  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|Command timed out/i.test(m);
 }

@@ -88,8 +88,7 @@ export const tenantSettingsSchema = z.object({
 export type TenantSettings = z.infer<typeof tenantSettingsSchema>;
 export type OtpSettings = z.infer<typeof otpSettingsSchema>;
 
-/** Settings as stored may be partial or from an older version: read them through the schema. */
+/** Settings as stored may be partial or from an older version: read them through the schema (defaults filled in). */
 export function readSettings(raw: unknown): TenantSettings {
-  const parsed = tenantSettingsSchema.safeParse(raw ?? {});
-  return parsed.success ? parsed.data : tenantSettingsSchema.parse({});
+  return tenantSettingsSchema.parse(raw ?? {});
 }

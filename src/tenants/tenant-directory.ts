@@ -1,5 +1,6 @@
 import type { PrismaClient } from "../db/prisma";
 import type { Keyring } from "../shared/crypto";
+import { readSettings } from "./settings";
 
 export interface TenantRecord {
   id: string;
@@ -67,4 +68,10 @@ function toRecord(row: { id: string; name: string; phoneNumberId: string; displa
     displayPhoneNumber: row.displayPhoneNumber,
     settings: (row.settings ?? {}) as Record<string, unknown>,
   };
+}
+
+/** A tenant with its settings read through the schema (defaults filled in). */
+export async function loadTenantSettings(prisma: PrismaClient, tenantId: string) {
+  const row = await prisma.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { id: true, name: true, settings: true, phoneNumberId: true } });
+  return { ...row, settings: readSettings(row.settings) };
 }

@@ -1,0 +1,212 @@
+import express, { Router, type Request } from "express";
+import { z } from "zod";
+import { recordAudit, listAudit } from "../audit/audit";
+import { Prisma, type PrismaClient } from "../db/prisma";
+import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback } from "../events/publisher";
+import type { Keyring } from "../shared/crypto";
+import { ApiKeys, SCOPES } from "../tenants/api-keys";
+import { tenantSettingsSchema, readSettings } from "../tenants/settings";
+import type { TenantDirectory } from "../tenants/tenant-directory";
+import { requireScope, requireSuperAdmin } from "./auth";
+import { ApiError } from "./errors";
+
+const uuid = z.uuid();
+
+const tenantBody = z.strictObject({
+  name: z.string().min(1).max(100).optional(),
+  phoneNumberId: z.string().regex(/^\d{1,32}$/, "the numeric phone number id"),
+  displayPhoneNumber: z.string().regex(/^\+?\d{5,20}$/, "digits, optionally with +"),
+  accessToken: z.string().min(10).max(4096),
+  settings: z.unknown().optional(),
+});
+
+const keyBody = z.strictObject({
+  scopes: z.array(z.enum(SCOPES)).min(1).default(["verify"]),
+  name: z.string().max(100).optional(),
+});
+
+/** A partial settings document: each section given replaces that section (validated in full, with defaults). */
+const settingsPatch = z.strictObject({
+  otp: z.unknown().optional(),
+  phonePolicy: z.unknown().optional(),
+  limits: z.unknown().optional(),
+});
+
+function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body ?? {});
+  if (r.success) return r.data;
+  throw new ApiError(
+    400,
+    "invalid_request",
+    r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "),
+    r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+  );
+}
+
+function tenantView(t: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown; createdAt: Date; updatedAt: Date }) {
+  const settings = readSettings(t.settings);
+  return {
+    id: t.id,
+    name: t.name,
+    phoneNumberId: t.phoneNumberId,
+    displayPhoneNumber: t.displayPhoneNumber,
+    settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
+    createdAt: t.createdAt.toISOString(),
+    updatedAt: t.updatedAt.toISOString(),
+  };
+}
+
+/**
+ * The admin API: tenants (super-admin: the environment's ADMIN_API_KEY), API keys, settings, the events
+ * callback and the audit trail. A tenant's own admin key reaches only its own tenant; another tenant's id is 404.
+ */
+export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiKeys: ApiKeys; tenants: TenantDirectory }): Router {
+  const { prisma, keyring, apiKeys } = deps;
+  const router = Router();
+  router.use(express.json({ limit: "256kb" }));
+
+  /** the tenant a request may act on: super-admin any, a tenant key only its own */
+  async function tenantFor(req: Request, id: string) {
+    const p = req.principal!;
+    if (!uuid.safeParse(id).success || (!p.superAdmin && p.tenantId !== id)) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    const t = await prisma.tenant.findUnique({ where: { id } });
+    if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    return t;
+  }
+  const audit = (req: Request, tenantId: string | null, type: string, data: Record<string, unknown> = {}) =>
+    recordAudit(prisma, { tenantId, type, actor: req.principal!.actor, data, at: new Date() });
+
+  router.get("/tenants", requireScope("read"), async (req, res) => {
+    const p = req.principal!;
+    const rows = await prisma.tenant.findMany({ where: p.superAdmin ? {} : { id: p.tenantId }, orderBy: { createdAt: "asc" } });
+    res.json({ tenants: rows.map(tenantView) });
+  });
+
+  router.post("/tenants", requireSuperAdmin(), async (req, res) => {
+    const body = parse(tenantBody, req.body);
+    const settings = body.settings === undefined ? {} : parseSettings(body.settings);
+    try {
+      const t = await prisma.tenant.create({
+        data: {
+          name: body.name ?? body.displayPhoneNumber,
+          phoneNumberId: body.phoneNumberId,
+          displayPhoneNumber: body.displayPhoneNumber.replace(/^\+/, ""),
+          accessTokenEnc: keyring.encrypt("tenant-token", body.accessToken),
+          settings: settings as Prisma.InputJsonValue,
+        },
+      });
+      deps.tenants.invalidate();
+      await audit(req, t.id, "tenant.created", { phoneNumberId: t.phoneNumberId });
+      res.status(201).json(tenantView(t));
+    } catch (err) {
+      if ((err as { code?: string }).code === "P2002") throw new ApiError(409, "tenant_exists", "A tenant with this phoneNumberId exists");
+      throw err;
+    }
+  });
+
+  router.get("/tenants/:id", requireScope("read"), async (req, res) => {
+    res.json(tenantView(await tenantFor(req, req.params.id as string)));
+  });
+
+  router.patch("/tenants/:id/settings", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const patch = parse(settingsPatch, req.body);
+    const current = readSettings(t.settings);
+    const next = parseSettings({ ...current, ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) });
+    const updated = await prisma.tenant.update({ where: { id: t.id }, data: { settings: next as Prisma.InputJsonValue } });
+    deps.tenants.invalidate();
+    await audit(req, t.id, "tenant.settings_changed", { sections: Object.keys(patch) });
+    res.json(tenantView(updated));
+  });
+
+  router.put("/tenants/:id/events", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const { url } = parse(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
+    try {
+      const result = await setCallback(prisma, keyring, t.id, url);
+      await audit(req, t.id, "tenant.events_callback_changed", { url: result.url });
+      res.json(result);
+    } catch (err) {
+      if (err instanceof InvalidCallbackUrlError) throw new ApiError(400, "invalid_callback_url", err.message);
+      throw err;
+    }
+  });
+
+  router.get("/tenants/:id/events", requireScope("read"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    res.json(await getCallback(prisma, t.id));
+  });
+
+  router.post("/tenants/:id/events/rotate-secret", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const result = await rotateSecret(prisma, keyring, t.id);
+    await audit(req, t.id, "tenant.events_secret_rotated");
+    res.json(result);
+  });
+
+  router.post("/tenants/:id/api-keys", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const body = parse(keyBody, req.body);
+    const key = await apiKeys.create(t.id, body.scopes, body.name);
+    await audit(req, t.id, "api_key.created", { keyId: key.id, scopes: key.scopes });
+    res.status(201).json({ ...key, tenantId: t.id, createdAt: key.createdAt.toISOString() });
+  });
+
+  router.get("/tenants/:id/api-keys", requireScope("read"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const rows = await prisma.apiKey.findMany({ where: { tenantId: t.id }, orderBy: { createdAt: "asc" } });
+    res.json({
+      apiKeys: rows.map((k) => ({ id: k.id, name: k.name, prefix: k.prefix, scopes: k.scopes, createdAt: k.createdAt, lastUsedAt: k.lastUsedAt, revokedAt: k.revokedAt })),
+    });
+  });
+
+  router.delete("/api-keys/:id", requireScope("admin"), async (req, res) => {
+    const id = req.params.id as string;
+    const p = req.principal!;
+    const row = uuid.safeParse(id).success ? await prisma.apiKey.findUnique({ where: { id } }) : null;
+    if (!row || (!p.superAdmin && row.tenantId !== p.tenantId)) throw new ApiError(404, "api_key_not_found", "No such API key");
+    await apiKeys.revoke(id);
+    await audit(req, row.tenantId, "api_key.revoked", { keyId: id });
+    res.json({ id, revoked: true });
+  });
+
+  router.get("/audit", requireScope("read"), async (req, res) => {
+    const p = req.principal!;
+    const q = parse(
+      z.object({
+        tenantId: z.uuid().optional(),
+        verificationId: z.uuid().optional(),
+        type: z.string().max(100).optional(),
+        since: z.iso.datetime().optional(),
+        until: z.iso.datetime().optional(),
+        limit: z.coerce.number().int().min(1).max(500).default(100),
+        cursor: z.string().max(200).optional(),
+      }),
+      req.query,
+    );
+    const tenantId = p.superAdmin ? (q.tenantId ?? p.tenantId) : p.tenantId;
+    const result = await listAudit(prisma, {
+      tenantId,
+      verificationId: q.verificationId,
+      type: q.type,
+      since: q.since ? new Date(q.since) : undefined,
+      until: q.until ? new Date(q.until) : undefined,
+      limit: q.limit,
+      cursor: q.cursor,
+    });
+    res.json(result);
+  });
+
+  return router;
+}
+
+function parseSettings(raw: unknown) {
+  const r = tenantSettingsSchema.safeParse(raw);
+  if (r.success) return r.data;
+  throw new ApiError(
+    422,
+    "invalid_settings",
+    "The settings are not valid",
+    r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+  );
+}

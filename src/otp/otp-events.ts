@@ -1,0 +1,92 @@
+import type { Tx } from "../db/prisma";
+import { recordAudit } from "../audit/audit";
+import { EventPublisher } from "../events/publisher";
+import type { EventData, EventType } from "../events/types";
+import { maskPhone } from "../observability/logger";
+import type { PostCommit } from "./delivery";
+
+/** Everything that happens to a verification, in the audit trail's words. */
+export type OtpEventType =
+  | "requested" | "sent" | "delivered" | "failed" | "fallback" | "checked_right" | "checked_wrong" | "approved"
+  | "expired" | "locked" | "canceled" | "reported" | "number_blocked";
+
+/** Audit-only types (a wrong or right attempt is not a status change the business subscribes to). */
+const AUDIT_ONLY = new Set<OtpEventType>(["checked_right", "checked_wrong"]);
+
+export interface OtpEventInput {
+  tenantId: string;
+  type: OtpEventType;
+  actor: string;
+  now: Date;
+  verificationId?: string;
+  to: string;
+  purpose?: string;
+  channel?: string;
+  attempts?: number;
+  errorCode?: string | number | null;
+  reason?: string;
+  until?: Date;
+}
+
+/**
+ * One place that records a verification event: an audit row (number masked) and, for status changes, an event
+ * for the business's callback (full number: it is the business's own customer). Never a code.
+ */
+export class OtpEvents {
+  async record(tx: Tx, post: PostCommit, e: OtpEventInput): Promise<void> {
+    const data: Record<string, unknown> = {
+      ...(e.verificationId ? { verificationId: e.verificationId } : {}),
+      ...(e.purpose ? { purpose: e.purpose } : {}),
+      ...(e.channel ? { channel: e.channel } : {}),
+      ...(e.attempts !== undefined ? { attempts: e.attempts } : {}),
+      ...(e.errorCode !== undefined && e.errorCode !== null ? { errorCode: String(e.errorCode) } : {}),
+      ...(e.reason ? { reason: e.reason } : {}),
+      ...(e.until ? { until: e.until.toISOString() } : {}),
+    };
+    await recordAudit(tx, {
+      tenantId: e.tenantId,
+      type: e.type === "number_blocked" ? "number.blocked" : `verification.${e.type}`,
+      actor: e.actor,
+      verificationId: e.verificationId,
+      subject: maskPhone(e.to),
+      data,
+      at: e.now,
+    });
+    if (AUDIT_ONLY.has(e.type)) return;
+    let id: string | null = null;
+    if (e.type === "number_blocked") {
+      id = await EventPublisher.publish(tx, {
+        tenantId: e.tenantId,
+        type: "number.blocked",
+        data: { to: e.to, until: (e.until ?? e.now).toISOString(), ...(e.reason ? { reason: e.reason } : {}), ...(e.verificationId ? { verificationId: e.verificationId } : {}) },
+        now: e.now,
+      });
+    } else if (e.verificationId && e.purpose && e.channel) {
+      // verification.* events describe one verification; a report with none pending is told as number.blocked
+      const type = `verification.${e.type}` as Exclude<EventType, "number.blocked">;
+      id = await EventPublisher.publish(tx, {
+        tenantId: e.tenantId,
+        type,
+        data: { ...data, to: e.to, status: statusOf(e.type) } as EventData<typeof type>,
+        now: e.now,
+      });
+    }
+    if (id) post.events.push(id);
+  }
+}
+
+function statusOf(type: OtpEventType): string {
+  switch (type) {
+    case "approved":
+      return "approved";
+    case "expired":
+      return "expired";
+    case "locked":
+      return "max_attempts_reached";
+    case "canceled":
+    case "reported":
+      return "canceled";
+    default:
+      return "pending";
+  }
+}

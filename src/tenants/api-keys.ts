@@ -1,0 +1,65 @@
+import { randomBytes } from "node:crypto";
+import type { PrismaClient } from "../db/prisma";
+import { safeEqual, type Keyring } from "../shared/crypto";
+
+export const SCOPES = ["verify", "admin", "read"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** Who is calling the API. The environment's ADMIN_API_KEY is the super-admin (every tenant, break-glass). */
+export interface Principal {
+  tenantId: string;
+  keyId: string | null;
+  scopes: Scope[];
+  superAdmin: boolean;
+  /** for the audit trail: "admin-key" or "api-key:<id>" */
+  actor: string;
+}
+
+const KEY_PATTERN = /^wbk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
+
+/**
+ * Per-tenant API keys `wbk_<prefix>_<secret>`: the prefix finds the row, the secret is compared as a keyed hash
+ * in constant time. The full key is returned once, at creation, and never stored.
+ */
+export class ApiKeys {
+  private lastTouched = new Map<string, number>();
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly keyring: Keyring,
+  ) {}
+
+  async create(tenantId: string, scopes: Scope[], name = ""): Promise<{ id: string; key: string; prefix: string; scopes: Scope[]; name: string; createdAt: Date }> {
+    const prefix = randomBytes(8).toString("hex");
+    const secret = randomBytes(32).toString("base64url");
+    const row = await this.prisma.apiKey.create({
+      data: { tenantId, name, prefix, secretHash: this.keyring.hmac("api-key", secret), scopes },
+    });
+    return { id: row.id, key: `wbk_${prefix}_${secret}`, prefix, scopes, name, createdAt: row.createdAt };
+  }
+
+  async revoke(id: string): Promise<boolean> {
+    const res = await this.prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+    return res.count > 0;
+  }
+
+  /** The principal for a presented key, or null. Does the same work for a malformed, unknown or wrong key. */
+  async authenticate(presented: string): Promise<Principal | null> {
+    const m = KEY_PATTERN.exec(presented);
+    const prefix = m?.[1] ?? "0000000000000000";
+    const secret = m?.[2] ?? "";
+    const row = await this.prisma.apiKey.findUnique({ where: { prefix } });
+    const ok = safeEqual(this.keyring.hmac("api-key", secret), row?.secretHash ?? "0".repeat(64));
+    if (!m || !row || !ok || row.revokedAt) return null;
+    this.touch(row.id);
+    return { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };
+  }
+
+  /** lastUsedAt, at most once a minute per key, off the request path. */
+  private touch(id: string): void {
+    const now = Date.now();
+    if ((this.lastTouched.get(id) ?? 0) > now - 60_000) return;
+    this.lastTouched.set(id, now);
+    void this.prisma.apiKey.update({ where: { id }, data: { lastUsedAt: new Date(now) } }).catch(() => undefined);
+  }
+}
