@@ -52,6 +52,23 @@ export const envSchema = z.object({
   OUTBOUND_CONCURRENCY: int(1, 1000).default(32),
   /** Largest webhook body accepted (Meta sends up to 3 MB). */
   WEBHOOK_BODY_LIMIT_BYTES: int(4 * 1024 * 1024, 8 * 1024 * 1024).default(6 * 1024 * 1024),
+  /** Fallback code channels after WhatsApp: none (off), sandbox (recorded in memory, for the demo) or twilio. */
+  SMS_PROVIDER: z.enum(["none", "sandbox", "twilio"]).default("none"),
+  VOICE_PROVIDER: z.enum(["none", "sandbox", "twilio"]).default("none"),
+  /** Twilio credentials (Console > Account info); required when SMS_PROVIDER or VOICE_PROVIDER is twilio. */
+  TWILIO_ACCOUNT_SID: z.string().regex(/^AC[0-9a-fA-F]{32}$/, "must be AC followed by 32 hex digits").optional(),
+  TWILIO_AUTH_TOKEN: z.string().min(1).optional(),
+  /** The Twilio number codes are sent and called from. */
+  TWILIO_FROM_NUMBER: z.string().regex(/^\+[1-9]\d{1,14}$/, "must be an E.164 number such as +14155550100").optional(),
+  TWILIO_BASE_URL: url(["http:", "https:"]).default("https://api.twilio.com"),
+  /** Where Twilio can reach us (https in production): status callbacks go to {PUBLIC_BASE_URL}/providers/twilio/status. */
+  PUBLIC_BASE_URL: url(["http:", "https:"]).optional(),
+}).superRefine((env, ctx) => {
+  const users = (["SMS_PROVIDER", "VOICE_PROVIDER"] as const).filter((k) => env[k] === "twilio");
+  if (users.length === 0) return;
+  for (const name of ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"] as const) {
+    if (!env[name]) ctx.addIssue({ code: "custom", path: [name], message: `is required when ${users.map((u) => `${u}=twilio`).join(" and ")}` });
+  }
 });
 
 export type Config = z.infer<typeof envSchema>;

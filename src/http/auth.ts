@@ -14,7 +14,7 @@ declare module "express-serve-static-core" {
 export interface AuthDeps {
   apiKeys: ApiKeys;
   adminApiKey: string;
-  defaultTenantId: () => string;
+  defaultTenantId: () => Promise<string>;
   limits: Limits;
   /** failed authentications allowed per client IP per minute before 429 */
   failuresPerMinute?: number;
@@ -32,7 +32,7 @@ export function authenticate(deps: AuthDeps): RequestHandler {
       if (failures.remaining <= 0) throw new OtpError("rate_limited", Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
       let principal: Principal | null = null;
       if (safeEqual(token, deps.adminApiKey)) {
-        principal = { tenantId: deps.defaultTenantId(), keyId: null, scopes: ["verify", "admin", "read"], superAdmin: true, actor: "admin-key" };
+        principal = { tenantId: await deps.defaultTenantId(), keyId: null, scopes: ["verify", "admin", "read"], superAdmin: true, actor: "admin-key" };
       } else {
         principal = await deps.apiKeys.authenticate(token);
       }

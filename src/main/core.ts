@@ -8,7 +8,15 @@ import { createIngest, type Ingest } from "../ingest/ingest";
 import { Mailboxes } from "../ingest/mailbox";
 import { Outbox } from "../messaging/outbox";
 import { createLogger, type Logger } from "../observability/logger";
-import { QUEUES, type EncryptedJob, type OutboundJob } from "../queues/jobs";
+import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob } from "../queues/jobs";
+import { EventPublisher } from "../events/publisher";
+import { OtpDeliveryPlanner } from "../otp/delivery.planner";
+import { Limits } from "../otp/limits";
+import { otpChatHandler } from "../otp/otp-chat.handler";
+import { OtpEvents } from "../otp/otp-events";
+import { VerificationService } from "../otp/verification.service";
+import { createCodeSenders, type CodeSenders } from "../providers";
+import { ApiKeys } from "../tenants/api-keys";
 import { producerConnection } from "../queues/redis";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
@@ -27,12 +35,24 @@ export interface Core {
   redis: Redis;
   keyring: Keyring;
   tenants: TenantDirectory;
-  queues: { inbound: Queue<EncryptedJob>; statuses: Queue<EncryptedJob>; outbound: Queue<OutboundJob> };
+  queues: {
+    inbound: Queue<EncryptedJob>;
+    statuses: Queue<EncryptedJob>;
+    outbound: Queue<OutboundJob>;
+    events: Queue<EventJob>;
+    otp: Queue<OtpJob>;
+  };
   mailboxes: Mailboxes;
   outbox: Outbox;
   ingest: Ingest;
   router: Router;
   inboundHandler: InboundHandler;
+  limits: Limits;
+  apiKeys: ApiKeys;
+  eventPublisher: EventPublisher;
+  senders: CodeSenders;
+  planner: OtpDeliveryPlanner;
+  verifications: VerificationService;
   close(): Promise<void>;
 }
 
@@ -56,17 +76,34 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     inbound: new Queue<EncryptedJob>(QUEUES.inbound, queueOpts),
     statuses: new Queue<EncryptedJob>(QUEUES.statuses, queueOpts),
     outbound: new Queue<OutboundJob>(QUEUES.outbound, queueOpts),
+    events: new Queue<EventJob>(QUEUES.events, queueOpts),
+    otp: new Queue<OtpJob>(QUEUES.otp, queueOpts),
   };
   for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
   const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
   const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
-  const router = new Router([...(opts.handlers ?? []), greetingHandler]);
+  const limits = new Limits(redis, config.QUEUE_PREFIX);
+  const apiKeys = new ApiKeys(prisma, keyring);
+  const eventPublisher = new EventPublisher(prisma, queues.events, logger, { clock });
+  const senders = createCodeSenders(config, logger);
+  const otpEvents = new OtpEvents();
+  const planner = new OtpDeliveryPlanner({
+    prisma, keyring, outbox, clock, logger, senders, config,
+    otpQueue: queues.otp,
+    events: otpEvents,
+    eventDispatch: (ids) => eventPublisher.dispatch(ids),
+  });
+  const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents });
+  // a flow step waiting for input is checked inside the OTP handler; handlers given by the caller come next
+  const router = new Router([otpChatHandler({ verifications, delivery: planner }), ...(opts.handlers ?? []), greetingHandler]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
+    limits, apiKeys, eventPublisher, senders, planner, verifications,
     async close() {
+      senders.close();
       await Promise.allSettled(Object.values(queues).map((q) => q.close()));
       await Promise.allSettled([prisma.$disconnect(), redis.status === "ready" ? redis.quit() : Promise.resolve(redis.disconnect())]);
     },

@@ -1,7 +1,12 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { RequestHandler } from "express";
+import { Router, type RequestHandler } from "express";
+import { adminRoutes } from "../http/admin.routes";
 import { createHttpApp } from "../http/app";
+import { authenticate } from "../http/auth";
+import { openApiRoutes } from "../http/openapi.routes";
+import { providerStatusRoutes } from "../http/provider-status.routes";
+import { verifyRoutes } from "../http/verify.routes";
 import type { Core } from "./core";
 
 export interface RunningServer {
@@ -13,6 +18,7 @@ export interface RunningServer {
 /** Starts the API (webhook, health, and whatever is mounted) on the configured port (0 = ephemeral). */
 export async function startHttp(core: Core, opts: { port?: number; host?: string; mount?: RequestHandler[] } = {}): Promise<RunningServer> {
   const app = createHttpApp({
+    mount: [...apiRouters(core), ...(opts.mount ?? [])],
     ingest: core.ingest,
     verifyToken: core.config.WHATSAPP_VERIFY_TOKEN,
     bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES,
@@ -25,7 +31,6 @@ export async function startHttp(core: Core, opts: { port?: number; host?: string
         await core.redis.ping();
       },
     },
-    mount: opts.mount,
   });
   const server = app.listen(opts.port ?? core.config.PORT, opts.host ?? "0.0.0.0");
   await new Promise<void>((resolve, reject) => {
@@ -46,4 +51,34 @@ export async function startHttp(core: Core, opts: { port?: number; host?: string
         server.closeIdleConnections();
       }),
   };
+}
+
+/** The business-facing APIs: Verify (/v1), admin (/admin), the OpenAPI document, provider callbacks. */
+export function apiRouters(core: Core): RequestHandler[] {
+  const { config } = core;
+  const auth = authenticate({
+    apiKeys: core.apiKeys,
+    adminApiKey: config.ADMIN_API_KEY,
+    limits: core.limits,
+    defaultTenantId: async () => {
+      const t = await core.tenants.byPhoneNumberId(config.WHATSAPP_PHONE_NUMBER_ID);
+      if (!t) throw new Error("the default tenant does not exist yet");
+      return t.id;
+    },
+  });
+  const router = Router();
+  router.use(openApiRoutes());
+  router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }));
+  router.use("/admin", auth, adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants }));
+  if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
+    router.use(
+      providerStatusRoutes({
+        authToken: config.TWILIO_AUTH_TOKEN,
+        publicBaseUrl: config.PUBLIC_BASE_URL,
+        onStatus: (u) => core.planner.onProviderStatus(u),
+        logger: core.logger,
+      }),
+    );
+  }
+  return [router];
 }

@@ -2,6 +2,8 @@ import type { Worker } from "bullmq";
 import { createInboundWorker } from "../queues/inbound.worker";
 import { createOutboundWorker, type BackoffSettings } from "../queues/outbound.worker";
 import { createStatusWorker } from "../queues/status.worker";
+import { createEventsWorker, type EventBackoffSettings } from "../queues/events.worker";
+import { createOtpWorker } from "../queues/otp.worker";
 import { workerConnection } from "../queues/redis";
 import type { Core } from "./core";
 
@@ -16,10 +18,12 @@ export interface RunningWorkers {
  */
 export async function startWorkers(
   core: Core,
-  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings> } = {},
+  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number } = {},
 ): Promise<RunningWorkers> {
   const { config, logger, prisma, keyring, tenants, clock } = core;
-  const connections = [workerConnection(config.REDIS_URL), workerConnection(config.REDIS_URL), workerConnection(config.REDIS_URL)];
+  const connections = Array.from({ length: 5 }, () => workerConnection(config.REDIS_URL));
+  const onMessageStatus = (messageId: string, status: string, errorCode?: number | string | null) =>
+    core.planner.onMessageStatus(messageId, status, errorCode ?? undefined);
   const inbound = createInboundWorker({
     connection: connections[0]!,
     prefix: config.QUEUE_PREFIX,
@@ -35,18 +39,40 @@ export async function startWorkers(
     logger: logger.child({ worker: "outbound" }),
     connection: connections[1]!,
     backoff: opts.backoff,
+    resolveContent: (m) => core.planner.resolveContent(m),
+    onMessageStatus,
   });
   const statuses = createStatusWorker({
     prisma, keyring, tenants, config, clock,
     logger: logger.child({ worker: "statuses" }),
     connection: connections[2]!,
+    onMessageStatus,
   });
-  const workers: Worker[] = [inbound, outbound, statuses];
+  const events = createEventsWorker({
+    prisma, keyring, clock, config,
+    logger: logger.child({ worker: "events" }),
+    connection: connections[3]!,
+    backoff: opts.eventBackoff,
+  });
+  const otp = createOtpWorker({
+    prisma, keyring, clock,
+    connection: connections[4]!,
+    prefix: config.QUEUE_PREFIX,
+    planner: core.planner,
+    senders: core.senders,
+    verifications: core.verifications,
+    logger: logger.child({ worker: "otp" }),
+    queue: core.queues.otp,
+    sweepEveryMs: opts.expireSweepEveryMs,
+    businessName: config.BUSINESS_NAME,
+  });
+  const workers: Worker[] = [inbound, outbound, statuses, events, otp];
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   // The outbox sweeper repairs the rare crash between a reply's commit and its job being written.
   const sweep = setInterval(() => {
     core.outbox.sweep().catch((err) => logger.warn({ err: err.message }, "outbox sweep failed"));
+    core.eventPublisher.sweep().catch((err: Error) => logger.warn({ err: err.message }, "events sweep failed"));
   }, opts.sweepEveryMs ?? 15_000);
   sweep.unref();
 

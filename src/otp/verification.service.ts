@@ -202,13 +202,13 @@ export class VerificationService {
       const updated = await tx.$queryRaw<{ status: string; attempts: number }[]>`
         UPDATE verifications
            SET attempts = attempts + 1,
-               status = (CASE WHEN ${valid} THEN 'approved'
+               status = (CASE WHEN ${valid}::boolean THEN 'approved'
                               WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached'
                               ELSE 'pending' END)::"VerificationStatus",
-               ended_at = CASE WHEN ${valid} OR attempts + 1 >= max_attempts THEN ${now} ELSE NULL END,
-               code_enc = CASE WHEN ${valid} OR attempts + 1 >= max_attempts THEN NULL ELSE code_enc END,
-               updated_at = ${now}
-         WHERE id = ${v.id}::uuid AND status = 'pending' AND expires_at > ${now} AND attempts < max_attempts
+               ended_at = CASE WHEN ${valid}::boolean OR attempts + 1 >= max_attempts THEN ${now}::timestamptz ELSE NULL END,
+               code_enc = CASE WHEN ${valid}::boolean OR attempts + 1 >= max_attempts THEN NULL ELSE code_enc END,
+               updated_at = ${now}::timestamptz
+         WHERE id = ${v.id}::uuid AND status = 'pending' AND expires_at > ${now}::timestamptz AND attempts < max_attempts
      RETURNING status::text AS status, attempts`;
       const result = updated[0];
       if (!result) return null; // another request ended it first

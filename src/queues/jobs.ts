@@ -12,6 +12,10 @@ export const QUEUES = {
   statuses: "statuses",
   /** one job per outbound message row; data is { messageId } */
   outbound: "outbound",
+  /** one job per event delivery row (a signed POST to the business's callback URL); data is { deliveryId } */
+  events: "events",
+  /** OTP delivery work: `deliver` / `timeout` with { deliveryId }, and the repeatable `expire-sweep` (no data) */
+  otp: "otp",
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -24,6 +28,15 @@ export interface OutboundJob {
   messageId: string;
 }
 
+export interface EventJob {
+  deliveryId: string;
+}
+
+/** `deliver` (send an SMS/voice code) and `timeout` (fall back when nothing was delivered): an OtpDelivery id only */
+export interface OtpJob {
+  deliveryId?: string;
+}
+
 /** BullMQ custom ids may not contain ':'; a hex digest also keeps Meta's ids (and so phone numbers) out of Redis keys. */
 function digest(...parts: string[]): string {
   return createHash("sha256").update(parts.join("\u0000")).digest("hex").slice(0, 40);
@@ -33,6 +46,9 @@ export const jobIds = {
   inbound: (phoneNumberId: string, wamid: string) => `m-${digest(phoneNumberId, wamid)}`,
   status: (phoneNumberId: string, wamid: string, status: string) => `s-${digest(phoneNumberId, wamid, status)}`,
   outbound: (messageId: string) => `o-${messageId}`,
+  event: (deliveryId: string) => `e-${deliveryId}`,
+  otpDeliver: (deliveryId: string) => `d-${deliveryId}`,
+  otpTimeout: (deliveryId: string) => `t-${deliveryId}`,
 };
 
 export const jobOptions: Record<QueueName, JobsOptions> = {
@@ -54,5 +70,19 @@ export const jobOptions: Record<QueueName, JobsOptions> = {
     backoff: { type: "cloud-api" },
     removeOnComplete: true,
     removeOnFail: { age: 14 * 24 * 3600 },
+  },
+  events: {
+    // 2 s, 8 s, 32 s, ~2 min, ~9 min, ~34 min, then hourly (jittered): ~4 h in all; the delivery row is the log
+    attempts: 10,
+    backoff: { type: "event-delivery" },
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 24 * 3600 },
+  },
+  otp: {
+    // an SMS/voice send that failed transiently: 1 s, 2 s, 4 s, 8 s; then the next channel (a code lives minutes)
+    attempts: 5,
+    backoff: { type: "exponential", delay: 1_000 },
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 24 * 3600 },
   },
 };

@@ -47,6 +47,8 @@ export interface OutboundMessageRecord {
   contactId: string;
   type: string;
   payload: OutboundContent;
+  /** set on a code message: `resolveContent` fills the code in from this verification */
+  verificationId?: string | null;
 }
 
 export interface BackoffSettings {
@@ -81,6 +83,12 @@ export interface OutboundWorkerDeps {
   client?: Pick<CloudApiClient, "sendMessage">;
   /** fills in secret parameters (an OTP code) at send time; default: the stored payload as is */
   resolveContent?: (message: OutboundMessageRecord) => Promise<OutboundContent>;
+  /**
+   * Told when a code message (one with a verificationId) is accepted (`sent`, or a later status applied from
+   * held webhooks) or fails for good (`failed` with Meta's code). A failing hook fails the job; its retry finds
+   * the row final and calls the hook again with the row's status (the hook must be idempotent).
+   */
+  onMessageStatus?: (messageId: string, status: string, errorCode?: number | string | null) => Promise<void>;
   backoff?: Partial<BackoffSettings>;
   /** how long a message waits before looking again for an earlier message to the same contact */
   orderPollMs?: number;
@@ -95,6 +103,17 @@ export class RetryableSendError extends Error {
     readonly pairRetries = 0,
   ) {
     super(`Cloud API ${failure.kind} failure${failure.code !== undefined ? ` (code ${failure.code})` : ""}${failure.httpStatus ? ` HTTP ${failure.httpStatus}` : ""}${failure.networkError ? ` ${failure.networkError}` : ""}`);
+  }
+}
+
+/**
+ * Thrown by `resolveContent` when a message must not go out any more (its verification was approved, expired or
+ * canceled before the send): the row is recorded `failed` with this reason and the Cloud API is not called.
+ */
+export class VerificationEndedError extends Error {
+  override readonly name = "VerificationEndedError";
+  constructor(reason: string) {
+    super(`not sent: ${reason}`);
   }
 }
 
@@ -149,6 +168,16 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     });
   }
 
+  async function notify(messageId: string, status: string, errorCode?: number | null): Promise<void> {
+    if (!deps.onMessageStatus) return;
+    try {
+      await deps.onMessageStatus(messageId, status, errorCode);
+    } catch (err) {
+      log.error({ messageId, status, err: err instanceof Error ? err.message : String(err) }, "message status hook failed: the job will retry");
+      throw err;
+    }
+  }
+
   async function processJob(job: Job<OutboundJob>, token?: string): Promise<string> {
     const { messageId } = job.data;
     const msg = await prisma.message.findUnique({
@@ -162,6 +191,8 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
         status: true,
         type: true,
         payload: true,
+        verificationId: true,
+        errorCode: true,
         contact: { select: { phoneE164: true, waId: true, userId: true } },
         tenant: { select: { phoneNumberId: true } },
       },
@@ -170,7 +201,11 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
       log.warn({ messageId }, "outbound job for an unknown message: dropped");
       return "missing";
     }
-    if (FINAL_STATUSES.has(msg.status)) return "already-done";
+    if (FINAL_STATUSES.has(msg.status)) {
+      // a retry after a hook failure: tell the hook again (it is idempotent)
+      if (msg.verificationId && job.attemptsMade > 0) await notify(msg.id, msg.status, msg.errorCode);
+      return "already-done";
+    }
 
     // 1. Order per recipient: nothing overtakes an earlier message to the same contact that is not out yet.
     const earlier = await prisma.message.findFirst({
@@ -195,12 +230,24 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
 
     // 4. The body. A secret parameter is filled in only here; it never reaches the database, Redis or a log.
-    const record: OutboundMessageRecord = { id: msg.id, tenantId: msg.tenantId, contactId: msg.contactId, type: msg.type, payload: msg.payload as unknown as OutboundContent };
-    const content = await resolveContent(record);
+    const record: OutboundMessageRecord = {
+      id: msg.id, tenantId: msg.tenantId, contactId: msg.contactId, type: msg.type, payload: msg.payload as unknown as OutboundContent, verificationId: msg.verificationId,
+    };
+    let content: OutboundContent;
+    try {
+      content = await resolveContent(record);
+    } catch (err) {
+      if (!(err instanceof VerificationEndedError)) throw err;
+      await fail(msg.id, { title: err.message });
+      log.info({ messageId, reason: err.message }, "code message not sent: its verification has ended");
+      if (msg.verificationId) await notify(msg.id, "failed");
+      throw new UnrecoverableError(err.message);
+    }
     const built = buildSendBody(content, msg.contact);
     if (!built.ok) {
       await fail(msg.id, { title: built.reason });
       log.error({ messageId, reason: built.reason }, "outbound message cannot be sent");
+      if (msg.verificationId) await notify(msg.id, "failed");
       throw new UnrecoverableError(built.reason);
     }
     const accessToken = await deps.tenants.accessToken(msg.tenantId);
@@ -227,7 +274,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
 
   async function sendOnce(
     job: Job<OutboundJob>,
-    msg: { id: string; tenantId: string; contactId: string; tenant: { phoneNumberId: string } },
+    msg: { id: string; tenantId: string; contactId: string; verificationId: string | null; tenant: { phoneNumberId: string } },
     body: SendBody,
     accessToken: string,
   ): Promise<string> {
@@ -260,6 +307,13 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
         return applyHeldStatuses(tx, msg.tenantId, result.wamid);
       });
       log.info({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
+      if (msg.verificationId && deps.onMessageStatus) {
+        await notify(messageId, "sent");
+        if (held) {
+          const now = await prisma.message.findUnique({ where: { id: messageId }, select: { status: true, errorCode: true } });
+          if (now && now.status !== "sent") await notify(messageId, now.status, now.errorCode);
+        }
+      }
       return "sent";
     }
 
@@ -273,11 +327,13 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
 
     if (result.kind === "permanent") {
       await fail(messageId, result);
+      if (msg.verificationId) await notify(messageId, "failed", result.code);
       log.warn(info, "Cloud API refused the message: failed");
       throw new UnrecoverableError(`Cloud API permanent error${result.code !== undefined ? ` ${result.code}` : ""}`);
     }
     if (isLast) {
       await fail(messageId, result.kind === "unknown" ? { code: result.code, title: `send outcome unknown after ${attempt.attempt} attempts: ${result.title ?? ""}`.trim() } : result);
+      if (msg.verificationId) await notify(messageId, "failed", result.code);
       log.error(info, "Cloud API send failed on its last attempt");
       throw new UnrecoverableError(`Cloud API ${result.kind} error on the last attempt`);
     }

@@ -33,6 +33,12 @@ export interface StatusWorkerDeps {
   connection: Redis;
   /** default: INBOUND_CONCURRENCY (statuses are small, short transactions) */
   concurrency?: number;
+  /**
+   * Told after a status was applied to a message that carries a verificationId (a code message), with the row's
+   * resulting status and the webhook's error code. A failing hook fails the job (the status itself is already
+   * stored): the retry finds the status a duplicate and calls the hook again, so the hook must be idempotent.
+   */
+  onMessageStatus?: (messageId: string, status: string, errorCode?: number | string | null) => Promise<void>;
 }
 
 export class StatusHeldError extends Error {
@@ -91,6 +97,21 @@ export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob,
       case "applied":
         log.debug({ ...who, messageId: outcome.messageId, messageStatus: outcome.status, errorCode: update.errorCode ?? undefined }, "status applied");
         break;
+    }
+    // code messages: tell the OTP layer (on a retry too, in case the hook failed after the status was stored)
+    if (deps.onMessageStatus && (outcome.kind === "applied" || (outcome.kind === "duplicate" && job.attemptsMade > 0))) {
+      const msg = await prisma.message.findUnique({
+        where: { tenantId_wamid: { tenantId: tenant.id, wamid: item.status.id } },
+        select: { id: true, status: true, verificationId: true, errorCode: true },
+      });
+      if (msg?.verificationId) {
+        try {
+          await deps.onMessageStatus(msg.id, msg.status, update.errorCode ?? msg.errorCode);
+        } catch (err) {
+          log.error({ ...who, messageId: msg.id, err: err instanceof Error ? err.message : String(err) }, "message status hook failed: the job will retry");
+          throw err;
+        }
+      }
     }
     return outcome.kind;
   }

@@ -1,5 +1,6 @@
 import type { Config } from "../../src/config/env";
 import type { MessageHandler } from "../../src/conversation/router";
+import type { Clock } from "../../src/shared/clock";
 import { buildCore, ensureDefaultTenant, type Core } from "../../src/main/core";
 import { startHttp, type RunningServer } from "../../src/main/http-server";
 import { startWorkers, type RunningWorkers } from "../../src/main/workers";
@@ -24,7 +25,7 @@ export interface TestSystem {
  * sandbox as Meta on an ephemeral port: webhooks go sandbox → bot, sends go bot → sandbox.
  */
 export async function startTestSystem(
-  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[] } = {},
+  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock } = {},
 ): Promise<TestSystem> {
   const db = await createTestDatabase();
   const base = testConfig({ DATABASE_URL: db.url, ...opts.env });
@@ -36,7 +37,7 @@ export async function startTestSystem(
   });
   const sandboxServer = await sandbox.listen(0, "127.0.0.1");
   const config: Config = { ...base, GRAPH_API_BASE_URL: sandboxServer.url };
-  const core = buildCore(config, { handlers: opts.handlers });
+  const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock });
   const tenant = await ensureDefaultTenant(core);
   const workers =
     opts.workers === false
@@ -84,3 +85,12 @@ export const echoHandler: MessageHandler = {
     return typeof body === "string" ? { replies: [{ type: "text", text: { body: `echo: ${body}` } }] } : null;
   },
 };
+
+/** The code carried by the latest authentication template the sandbox received for this customer. */
+export function latestCode(sandbox: Sandbox, customerDigits: string): string | null {
+  const templates = sandbox.conversation(customerDigits).filter((m) => m.direction === "outbound" && m.type === "template");
+  const last = templates[templates.length - 1];
+  if (!last) return null;
+  const t = last.payload as { components?: { type: string; parameters?: { text?: string }[] }[] };
+  return t.components?.find((c) => c.type === "body")?.parameters?.[0]?.text ?? null;
+}

@@ -1,0 +1,344 @@
+import type { Queue } from "bullmq";
+import type { Config } from "../config/env";
+import { transaction, type PrismaClient, type Tx } from "../db/prisma";
+import { Outbox, type OutboundContent } from "../messaging/outbox";
+import type { Logger } from "../observability/logger";
+import type { CodeSender, ProviderStatusUpdate } from "../providers/ports";
+import { jobIds, jobOptions, type OtpJob } from "../queues/jobs";
+import type { OutboundMessageRecord } from "../queues/outbound.worker";
+import { VerificationEndedError } from "../queues/outbound.worker";
+import type { Clock } from "../shared/clock";
+import type { Keyring } from "../shared/crypto";
+import { readSettings, type Channel, type TenantSettings } from "../tenants/settings";
+import { emptyPostCommit, type DeliveryPlanner, type PlanInput, type PostCommit } from "./delivery";
+import type { OtpEventInput, OtpEvents } from "./otp-events";
+import { NOT_ME_BUTTON_ID, otpTexts } from "./texts";
+
+/** What a stored code message carries where the code goes; filled in by `resolveContent` at send time only. */
+export const OTP_PLACEHOLDER = "{{otp}}";
+
+/** OtpDelivery.status values. */
+export type DeliveryStatus = "queued" | "sent" | "delivered" | "failed" | "timed_out" | "superseded";
+/** why a delivery is given up: the channel reported failure, or nothing was delivered in time */
+export type FallbackReason = "failed" | "no_delivery";
+
+const WINDOW_MS = 24 * 3600_000;
+const OPEN: DeliveryStatus[] = ["queued", "sent"];
+
+export interface OtpDeliveryPlannerDeps {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  outbox: Outbox;
+  otpQueue: Queue<OtpJob>;
+  senders: { sms?: CodeSender; voice?: CodeSender };
+  events: OtpEvents;
+  /** hands event delivery rows to the events queue (EventPublisher.dispatch) */
+  eventDispatch: (ids: string[]) => Promise<void>;
+  config: Pick<Config, "WHATSAPP_OTP_TEMPLATE" | "WHATSAPP_OTP_TEMPLATE_LANGUAGE" | "BUSINESS_NAME">;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** OtpEventInput plus the fields some event types carry (fallback: fromChannel; sent/delivered: provider). */
+type EventInput = OtpEventInput & { fromChannel?: Channel; provider?: string };
+
+/**
+ * How a code reaches the customer, and what happens when it does not.
+ *
+ * `plan` (inside the caller's transaction) records an OtpDelivery per attempt and the work that carries the code:
+ * WhatsApp → a queued authentication-template message whose parameters hold the placeholder `{{otp}}` (the code
+ * is filled in by the send worker through `resolveContent`, so it is never stored, queued or logged), optionally
+ * followed by our "never share this code" warning when the 24-hour window is open; SMS/voice → a `deliver` job on
+ * the otp queue. Every attempt arms a delayed `timeout` job.
+ *
+ * Delivery feedback (`onMessageStatus` for WhatsApp, `onProviderStatus` for SMS/voice, the otp worker's results)
+ * moves the OtpDelivery along queued → sent → delivered, each step recorded once; a failure or a timeout calls
+ * `fallBack`, which ends the delivery with one conditional update (so a failed webhook and a timeout arriving
+ * together fall back once) and plans the next available channel in the tenant's order with the same code.
+ */
+export class OtpDeliveryPlanner implements DeliveryPlanner {
+  constructor(private readonly deps: OtpDeliveryPlannerDeps) {}
+
+  available(channel: Channel): boolean {
+    return channel === "whatsapp" || !!this.deps.senders[channel];
+  }
+
+  async plan(tx: Tx, post: PostCommit, input: PlanInput): Promise<void> {
+    const v = await tx.verification.findUniqueOrThrow({
+      where: { id: input.verificationId },
+      include: { tenant: { select: { settings: true } } },
+    });
+    const settings = readSettings(v.tenant.settings);
+    const locale = v.locale ?? settings.otp.defaultLocale;
+    const previous =
+      input.reason === "fallback"
+        ? await tx.otpDelivery.findFirst({ where: { verificationId: v.id }, orderBy: { createdAt: "desc" }, select: { channel: true } })
+        : null;
+
+    let deliveryId: string;
+    if (input.channel === "whatsapp") {
+      const contact = await this.contactFor(tx, v.tenantId, v.to);
+      if (v.contactId !== contact.id) await tx.verification.update({ where: { id: v.id }, data: { contactId: contact.id } });
+      const template = chooseTemplate(settings, locale, this.deps.config);
+      const codeContent: OutboundContent = {
+        type: "template",
+        template: {
+          name: template.name,
+          language: { code: template.language },
+          components: [
+            { type: "body", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+            { type: "button", sub_type: "url", index: "0", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+          ],
+        },
+      };
+      const [codeMessageId] = await Outbox.create(tx, { tenantId: v.tenantId, contactId: contact.id, contents: [codeContent], now: input.now, verificationId: v.id });
+      post.messages.push(codeMessageId!);
+      const windowOpen = !!contact.lastInboundAt && input.now.getTime() - contact.lastInboundAt.getTime() < WINDOW_MS;
+      if (settings.otp.warnAfterCode && windowOpen) {
+        const warning: OutboundContent = {
+          type: "interactive",
+          interactive: {
+            type: "button",
+            body: { text: otpTexts.warning(locale) },
+            action: { buttons: [{ type: "reply", reply: { id: NOT_ME_BUTTON_ID, title: otpTexts.notMeTitle(locale) } }] },
+          },
+        };
+        post.messages.push(...(await Outbox.create(tx, { tenantId: v.tenantId, contactId: contact.id, contents: [warning], now: input.now })));
+      }
+      const d = await tx.otpDelivery.create({
+        data: { verificationId: v.id, channel: "whatsapp", provider: "whatsapp", status: "queued", messageId: codeMessageId, reason: input.reason },
+        select: { id: true },
+      });
+      deliveryId = d.id;
+    } else {
+      const sender = this.deps.senders[input.channel];
+      if (!sender) throw new Error(`no ${input.channel} provider is configured`);
+      const d = await tx.otpDelivery.create({
+        data: { verificationId: v.id, channel: input.channel, provider: sender.provider, status: "queued", reason: input.reason },
+        select: { id: true },
+      });
+      deliveryId = d.id;
+      post.deliveries.push(deliveryId);
+    }
+    post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
+
+    if (input.reason === "fallback") {
+      await this.record(tx, post, {
+        tenantId: v.tenantId, type: "fallback", actor: "system", now: input.now, verificationId: v.id, to: v.to, purpose: v.purpose,
+        channel: input.channel, ...(previous ? { fromChannel: previous.channel as Channel } : {}),
+      });
+    }
+  }
+
+  async afterCommit(post: PostCommit): Promise<void> {
+    await this.deps.outbox.dispatch(post.messages);
+    const jobs = [
+      ...post.deliveries.map((deliveryId) => ({ name: "deliver", data: { deliveryId }, opts: { ...jobOptions.otp, jobId: jobIds.otpDeliver(deliveryId) } })),
+      ...post.timeouts.map((t) => ({ name: "timeout", data: { deliveryId: t.deliveryId }, opts: { ...jobOptions.otp, attempts: 3, delay: t.delayMs, jobId: jobIds.otpTimeout(t.deliveryId) } })),
+    ];
+    if (jobs.length > 0) await this.deps.otpQueue.addBulk(jobs);
+    if (post.events.length > 0) await this.deps.eventDispatch(post.events);
+  }
+
+  /**
+   * The outbound worker's `resolveContent`: fills the code into a code message at send time. Refuses
+   * (VerificationEndedError) when the verification is no longer pending: a code approved, expired or canceled
+   * meanwhile is never sent.
+   */
+  resolveContent = async (message: OutboundMessageRecord): Promise<OutboundContent> => {
+    if (!message.verificationId) return message.payload;
+    const v = await this.deps.prisma.verification.findUnique({ where: { id: message.verificationId }, select: { status: true, codeEnc: true, expiresAt: true } });
+    if (!v) throw new VerificationEndedError("the verification no longer exists");
+    if (v.status !== "pending") throw new VerificationEndedError(`the verification is ${v.status}`);
+    if (v.expiresAt <= this.deps.clock.now()) throw new VerificationEndedError("the verification has expired");
+    if (!v.codeEnc) throw new VerificationEndedError("the verification has no code any more");
+    const code = this.deps.keyring.decryptString("otp-code", v.codeEnc);
+    return fillPlaceholder(message.payload, code) as OutboundContent;
+  };
+
+  /** A WhatsApp code message's status changed (send worker or status webhook). */
+  onMessageStatus = async (messageId: string, status: string, errorCode?: string | number | null): Promise<void> => {
+    const d = await this.deps.prisma.otpDelivery.findFirst({ where: { messageId, channel: "whatsapp" }, select: { id: true } });
+    if (!d) return;
+    await this.applyStatus(d.id, status, errorCode ?? undefined);
+  };
+
+  /** An SMS/voice provider's status callback. */
+  onProviderStatus = async (update: ProviderStatusUpdate): Promise<void> => {
+    const d = await this.deps.prisma.otpDelivery.findFirst({ where: { provider: update.provider, providerRef: update.providerRef }, select: { id: true } });
+    if (!d) {
+      this.deps.logger.warn({ provider: update.provider, status: update.status }, "provider status for an unknown delivery: ignored");
+      return;
+    }
+    await this.applyStatus(d.id, update.status, update.errorCode);
+  };
+
+  /** SMS/voice: the provider accepted the code. */
+  async markSent(deliveryId: string, providerRef: string): Promise<boolean> {
+    return this.step(deliveryId, "sent", { providerRef });
+  }
+
+  private async applyStatus(deliveryId: string, status: string, errorCode?: string | number): Promise<void> {
+    switch (status) {
+      case "sent":
+        await this.step(deliveryId, "sent");
+        return;
+      case "delivered":
+      case "read":
+        await this.step(deliveryId, "delivered");
+        return;
+      case "failed":
+        await this.fallBack(deliveryId, "failed", errorCode);
+        return;
+      default:
+        return; // queued/sending/unknown words: nothing to record
+    }
+  }
+
+  /** queued → sent, or (queued|sent|timed_out) → delivered: one conditional update, so each event is recorded once. */
+  private async step(deliveryId: string, to: "sent" | "delivered", extra: { providerRef?: string } = {}): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const post = emptyPostCommit();
+    const moved = await transaction(this.deps.prisma, async (tx) => {
+      // a late `delivered` after a timeout is still worth recording (the customer did get the code)
+      const from: DeliveryStatus[] = to === "sent" ? ["queued"] : ["queued", "sent", "timed_out"];
+      const res = await tx.otpDelivery.updateMany({ where: { id: deliveryId, status: { in: from } }, data: { status: to, ...extra } });
+      if (res.count === 0) {
+        if (extra.providerRef) await tx.otpDelivery.updateMany({ where: { id: deliveryId, providerRef: null }, data: extra });
+        return false;
+      }
+      const d = await tx.otpDelivery.findUniqueOrThrow({ where: { id: deliveryId }, include: { verification: true } });
+      const v = d.verification;
+      await this.record(tx, post, {
+        tenantId: v.tenantId, type: to, actor: "system", now, verificationId: v.id, to: v.to, purpose: v.purpose, channel: d.channel as Channel, provider: d.provider,
+      });
+      return true;
+    });
+    await this.afterCommit(post);
+    return moved;
+  }
+
+  /**
+   * Gives up on one delivery (once, however many triggers arrive) and, while the verification is pending and no
+   * other attempt of it is still under way, plans the next available channel in the tenant's order with the
+   * same code. With no channel left the business is told the code could not be delivered (`failed`).
+   * Returns whether this call ended the delivery.
+   */
+  async fallBack(deliveryId: string, reason: FallbackReason, errorCode?: string | number | null): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const post = emptyPostCommit();
+    const result = await transaction(this.deps.prisma, async (tx) => {
+      const head = await tx.otpDelivery.findUnique({ where: { id: deliveryId }, select: { verificationId: true } });
+      if (!head) return null;
+      // one verification's fallbacks are serialized (two deliveries failing together must not both stand aside)
+      await tx.$queryRaw`SELECT id FROM verifications WHERE id = ${head.verificationId}::uuid FOR UPDATE`;
+      const ended = await tx.otpDelivery.updateMany({
+        where: { id: deliveryId, status: { in: OPEN } },
+        data: { status: reason === "no_delivery" ? "timed_out" : "failed", reason: reason === "no_delivery" ? "no_delivery" : "failed", ...(errorCode !== undefined && errorCode !== null ? { errorCode: String(errorCode) } : {}) },
+      });
+      if (ended.count === 0) return null;
+      const d = await tx.otpDelivery.findUniqueOrThrow({ where: { id: deliveryId }, include: { verification: { include: { tenant: { select: { settings: true } } } } } });
+      const v = d.verification;
+      if (v.status !== "pending" || v.expiresAt <= now) return { next: null, channel: d.channel, stoodAside: true };
+      const others = await tx.otpDelivery.count({ where: { verificationId: v.id, id: { not: d.id }, status: { in: ["queued", "sent", "delivered"] } } });
+      if (others > 0) return { next: null, channel: d.channel, stoodAside: true };
+      const settings = readSettings(v.tenant.settings);
+      const next = nextChannel(settings.otp.channels, d.channel as Channel, (c) => this.available(c));
+      const base = { tenantId: v.tenantId, actor: "system", now, verificationId: v.id, to: v.to, purpose: v.purpose };
+      if (next) {
+        await this.plan(tx, post, { verificationId: v.id, channel: next, reason: "fallback", now });
+      } else {
+        await this.record(tx, post, {
+          ...base, type: "failed", channel: d.channel as Channel, provider: d.provider, reason: reason === "no_delivery" ? "delivery_timeout" : "delivery_failed",
+          ...(errorCode !== undefined && errorCode !== null ? { errorCode } : {}),
+        });
+      }
+      return { next, channel: d.channel, stoodAside: false };
+    });
+    if (!result) return false;
+    await this.afterCommit(post);
+    this.deps.logger.info(
+      { deliveryId, channel: result.channel, reason, errorCode: errorCode ?? undefined, next: result.next ?? undefined, stoodAside: result.stoodAside || undefined },
+      result.next ? "code delivery failed: falling back" : "code delivery failed",
+    );
+    return true;
+  }
+
+  /** A verification ended before its SMS/voice code left: the attempt is dropped. */
+  async supersede(deliveryId: string, why: string): Promise<void> {
+    await this.deps.prisma.otpDelivery.updateMany({ where: { id: deliveryId, status: "queued" }, data: { status: "superseded", reason: why } });
+  }
+
+  /**
+   * Repairs a crash between a commit and its jobs: SMS/voice deliveries still queued after `olderThanMs` get
+   * their `deliver` job again, and open deliveries well past their tenant's timeout (their `timeout` job was
+   * lost) fall back. Job ids make a re-add of a live job a no-op. Returns how many deliveries were touched.
+   */
+  async sweep(olderThanMs = 30_000): Promise<number> {
+    const now = this.deps.clock.now();
+    const rows = await this.deps.prisma.otpDelivery.findMany({
+      where: { status: { in: OPEN }, createdAt: { lt: new Date(now.getTime() - olderThanMs) }, verification: { status: "pending" } },
+      select: { id: true, channel: true, status: true, createdAt: true, verification: { select: { tenant: { select: { settings: true } } } } },
+      orderBy: { createdAt: "asc" },
+      take: 200,
+    });
+    let n = 0;
+    for (const r of rows) {
+      const timeoutMs = readSettings(r.verification.tenant.settings).otp.deliveryTimeoutSeconds * 1000;
+      if (r.createdAt.getTime() + timeoutMs + olderThanMs < now.getTime()) {
+        if (await this.fallBack(r.id, "no_delivery")) n++;
+      } else if (r.channel !== "whatsapp" && r.status === "queued") {
+        await this.deps.otpQueue.add("deliver", { deliveryId: r.id }, { ...jobOptions.otp, jobId: jobIds.otpDeliver(r.id) });
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private async contactFor(tx: Tx, tenantId: string, phoneE164: string) {
+    const waId = phoneE164.replace(/^\+/, "");
+    const existing = await tx.contact.findFirst({
+      where: { tenantId, OR: [{ waId }, { phoneE164 }] },
+      orderBy: [{ lastInboundAt: { sort: "desc", nulls: "last" } }],
+      select: { id: true, lastInboundAt: true },
+    });
+    if (existing) return existing;
+    return tx.contact.upsert({
+      where: { tenantId_waId: { tenantId, waId } },
+      create: { tenantId, waId, phoneE164 },
+      update: {},
+      select: { id: true, lastInboundAt: true },
+    });
+  }
+
+  private record(tx: Tx, post: PostCommit, e: EventInput): Promise<void> {
+    return this.deps.events.record(tx, post, e);
+  }
+}
+
+/** The tenant's template for the locale, then for its default locale, then the environment's. */
+export function chooseTemplate(
+  settings: TenantSettings,
+  locale: string,
+  config: Pick<Config, "WHATSAPP_OTP_TEMPLATE" | "WHATSAPP_OTP_TEMPLATE_LANGUAGE">,
+): { name: string; language: string } {
+  const t = settings.otp.templates[locale] ?? settings.otp.templates[settings.otp.defaultLocale];
+  return t ? { name: t.name, language: t.language } : { name: config.WHATSAPP_OTP_TEMPLATE, language: config.WHATSAPP_OTP_TEMPLATE_LANGUAGE };
+}
+
+/** The first available channel after `current` in the tenant's order (or, if `current` is not in it, any other). */
+export function nextChannel(order: readonly Channel[], current: Channel, available: (c: Channel) => boolean): Channel | null {
+  const i = order.indexOf(current);
+  const rest = i >= 0 ? order.slice(i + 1) : order.filter((c) => c !== current);
+  return rest.find(available) ?? null;
+}
+
+/** A deep copy of `value` with every string equal to the placeholder replaced by `code`. */
+export function fillPlaceholder(value: unknown, code: string): unknown {
+  if (value === OTP_PLACEHOLDER) return code;
+  if (Array.isArray(value)) return value.map((v) => fillPlaceholder(v, code));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, fillPlaceholder(v, code)]));
+  }
+  return value;
+}
