@@ -1,6 +1,7 @@
 import type { Config } from "../../src/config/env";
 import type { MessageHandler } from "../../src/conversation/router";
 import type { Clock } from "../../src/shared/clock";
+import { createLogger } from "../../src/observability/logger";
 import { buildCore, ensureDefaultTenant, type Core } from "../../src/main/core";
 import { startHttp, type RunningServer } from "../../src/main/http-server";
 import { startWorkers, type RunningWorkers } from "../../src/main/workers";
@@ -25,7 +26,7 @@ export interface TestSystem {
  * sandbox as Meta on an ephemeral port: webhooks go sandbox → bot, sends go bot → sandbox.
  */
 export async function startTestSystem(
-  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock } = {},
+  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock; captureLogs?: string[] } = {},
 ): Promise<TestSystem> {
   const db = await createTestDatabase();
   const base = testConfig({ DATABASE_URL: db.url, ...opts.env });
@@ -37,7 +38,10 @@ export async function startTestSystem(
   });
   const sandboxServer = await sandbox.listen(0, "127.0.0.1");
   const config: Config = { ...base, GRAPH_API_BASE_URL: sandboxServer.url };
-  const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock });
+  const logger = opts.captureLogs
+    ? createLogger({ level: config.LOG_LEVEL, destination: { write: (line: string) => void opts.captureLogs!.push(line) } })
+    : undefined;
+  const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock, logger });
   const tenant = await ensureDefaultTenant(core);
   const workers =
     opts.workers === false

@@ -106,15 +106,12 @@ describe("WhatsApp code message", () => {
   });
 
   it("does not send a code message whose verification was approved before it left", async () => {
-    await o.outboundWorker.pause(true);
-    let v;
-    try {
-      v = await o.verifications.create(o.who, { to: "+447911123404" });
-      const r = await o.verifications.check(o.who, { id: v.id, code: await codeOf(v.id) });
+    const v = await o.holdDispatch(async () => {
+      const created = await o.verifications.create(o.who, { to: "+447911123404" });
+      const r = await o.verifications.check(o.who, { id: created.id, code: await codeOf(created.id) });
       expect(r.valid).toBe(true);
-    } finally {
-      o.outboundWorker.resume();
-    }
+      return created;
+    });
     const [d] = await deliveriesAre(v.id, ["whatsapp:failed"]);
     const row = await prisma().message.findUniqueOrThrow({ where: { id: d!.messageId! } });
     expect(row).toMatchObject({ status: "failed", wamid: null, errorTitle: "not sent: the verification is approved" });
@@ -145,9 +142,10 @@ describe("fallback", () => {
     expect(call.text.replace(/\D/g, "")).toContain(code);
     expect(o.sms.sent(to)).toHaveLength(0); // the failed SMS was never recorded as sent
     const audit = await prisma().auditEvent.findMany({ where: { verificationId: v.id }, orderBy: { createdAt: "asc" } });
-    expect(audit.map((a) => a.type)).toEqual(["verification.requested", "verification.fallback", "verification.fallback", "verification.sent"]);
-    expect(audit[1]!.data).toMatchObject({ channel: "sms" });
-    expect(audit[2]!.data).toMatchObject({ channel: "voice" });
+    // WhatsApp accepted the message (sent), then reported it undeliverable: fallback to SMS, then to voice
+    expect(audit.map((a) => a.type)).toEqual(["verification.requested", "verification.sent", "verification.fallback", "verification.fallback", "verification.sent"]);
+    expect(audit[2]!.data).toMatchObject({ channel: "sms", errorCode: "131026" });
+    expect(audit[3]!.data).toMatchObject({ channel: "voice", errorCode: "30006" });
   });
 
   it("the SMS after an undeliverable WhatsApp code carries the same code", async () => {
@@ -237,14 +235,11 @@ describe("fallback", () => {
   });
 
   it("an SMS delivery whose verification was canceled before it left is dropped", async () => {
-    await o.otpWorker!.pause(true);
-    let v;
-    try {
-      v = await o.verifications.create(o.who, { to: "+447911123417", channel: "sms" });
-      await o.verifications.cancel(o.who, v.id);
-    } finally {
-      o.otpWorker!.resume();
-    }
+    const v = await o.holdDispatch(async () => {
+      const created = await o.verifications.create(o.who, { to: "+447911123417", channel: "sms" });
+      await o.verifications.cancel(o.who, created.id);
+      return created;
+    });
     await deliveriesAre(v.id, ["sms:superseded"]);
     expect(o.sms.sent("+447911123417")).toHaveLength(0);
   });

@@ -1,4 +1,5 @@
 import { Queue, type Worker } from "bullmq";
+import type { DeliveryPlanner, PostCommit } from "../../src/otp/delivery";
 import { OtpDeliveryPlanner } from "../../src/otp/delivery.planner";
 import { Limits } from "../../src/otp/limits";
 import { OtpEvents } from "../../src/otp/otp-events";
@@ -22,6 +23,8 @@ export interface OtpSystem {
   who: { tenantId: string; actor: string };
   outboundWorker: Worker;
   otpWorker?: Worker;
+  /** runs `fn` with the after-commit dispatch held (nothing reaches a queue), then dispatches what was held */
+  holdDispatch<T>(fn: () => Promise<T>): Promise<T>;
   setOtpSettings(otp: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
 }
@@ -52,13 +55,22 @@ export async function startOtpSystem(opts: { otpWorker?: boolean } = {}): Promis
     clock: core.clock,
     logger,
   });
+  let held: PostCommit[] | null = null;
+  const gated: DeliveryPlanner = {
+    available: (c) => planner.available(c),
+    plan: (tx, post, input) => planner.plan(tx, post, input),
+    afterCommit: async (post) => {
+      if (held) held.push(post);
+      else await planner.afterCommit(post);
+    },
+  };
   const verifications = new VerificationService({
     prisma: core.prisma,
     keyring: core.keyring,
     limits: new Limits(core.redis, config.QUEUE_PREFIX),
     clock: core.clock,
     logger,
-    delivery: planner,
+    delivery: gated,
     events,
   });
   const connections = [0, 1, 2, 3].map(() => workerConnection(config.REDIS_URL));
@@ -80,6 +92,16 @@ export async function startOtpSystem(opts: { otpWorker?: boolean } = {}): Promis
   const who = { tenantId: sys.tenantId, actor: "api-key:test" };
   return {
     sys, planner, verifications, otpQueue, sms, voice, who, outboundWorker: workers[1]!, otpWorker,
+    async holdDispatch(fn) {
+      held = [];
+      try {
+        return await fn();
+      } finally {
+        const posts = held;
+        held = null;
+        for (const p of posts) await planner.afterCommit(p);
+      }
+    },
     async setOtpSettings(otp) {
       const t = await core.prisma.tenant.findUniqueOrThrow({ where: { id: sys.tenantId } });
       const settings = (t.settings ?? {}) as Record<string, unknown>;

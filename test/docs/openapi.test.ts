@@ -1,0 +1,149 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Router } from "express";
+import { parse } from "yaml";
+import { adminRoutes } from "../../src/http/admin.routes";
+import { verifyRoutes } from "../../src/http/verify.routes";
+import { OTP_ERRORS } from "../../src/otp/errors";
+
+/**
+ * docs/openapi.yaml is hand-written: these checks keep it honest. It must parse as OpenAPI 3.1, every $ref must
+ * resolve, every route the Verify and admin routers register must be documented, and every error code of the
+ * Verify API's catalogue must be in the Error schema's enum. No database or Redis is needed.
+ */
+const file = join(__dirname, "..", "..", "docs", "openapi.yaml");
+const doc = parse(readFileSync(file, "utf8")) as Record<string, any>;
+
+const HTTP_METHODS = ["get", "put", "post", "delete", "patch", "options", "head", "trace"];
+
+/** Every `$ref` string in the document, with where it was found. */
+function collectRefs(node: unknown, at: string, out: Array<{ ref: string; at: string }> = []): Array<{ ref: string; at: string }> {
+  if (Array.isArray(node)) node.forEach((v, i) => collectRefs(v, `${at}/${i}`, out));
+  else if (node && typeof node === "object") {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === "$ref" && typeof v === "string") out.push({ ref: v, at });
+      else collectRefs(v, `${at}/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`, out);
+    }
+  }
+  return out;
+}
+
+/** Resolves a local JSON pointer (`#/components/schemas/X`); undefined when it does not. */
+function resolvePointer(root: unknown, ref: string): unknown {
+  if (!ref.startsWith("#/")) return undefined;
+  let node: unknown = root;
+  for (const raw of ref.slice(2).split("/")) {
+    const key = decodeURIComponent(raw).replace(/~1/g, "/").replace(/~0/g, "~");
+    if (!node || typeof node !== "object" || !(key in (node as object))) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/** The (method, path) pairs a router registers, read from its stack; `:id` becomes `{id}`. */
+function routesOf(router: Router, mount: string): Array<{ method: string; path: string }> {
+  const out: Array<{ method: string; path: string }> = [];
+  for (const layer of (router as unknown as { stack: Array<{ route?: { path: string | string[]; methods: Record<string, boolean> } }> }).stack) {
+    if (!layer.route) continue;
+    const paths = Array.isArray(layer.route.path) ? layer.route.path : [layer.route.path];
+    for (const p of paths) {
+      for (const [method, on] of Object.entries(layer.route.methods)) {
+        if (on && method !== "_all") out.push({ method, path: mount + p.replace(/:([A-Za-z0-9_]+)/g, "{$1}") });
+      }
+    }
+  }
+  return out;
+}
+
+const unused = new Proxy({}, { get: () => () => { throw new Error("not used when building routers"); } });
+
+describe("docs/openapi.yaml", () => {
+  it("parses and is an OpenAPI 3.1 document", () => {
+    expect(doc).toBeInstanceOf(Object);
+    expect(String(doc.openapi)).toMatch(/^3\.1\.\d+$/);
+    expect(doc.info?.title).toEqual(expect.any(String));
+    expect(doc.info?.version).toEqual(expect.any(String));
+    expect(Object.keys(doc.paths ?? {}).length).toBeGreaterThan(0);
+    expect(doc.components?.securitySchemes?.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
+  });
+
+  it("resolves every $ref", () => {
+    const refs = collectRefs(doc, "#");
+    expect(refs.length).toBeGreaterThan(20);
+    const broken = refs.filter(({ ref }) => resolvePointer(doc, ref) === undefined);
+    expect(broken).toEqual([]);
+  });
+
+  it("gives every operation at least one response, and every path parameter a definition", () => {
+    const problems: string[] = [];
+    for (const [path, item] of Object.entries<Record<string, any>>(doc.paths)) {
+      const names = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
+      for (const method of HTTP_METHODS) {
+        const op = item[method];
+        if (!op) continue;
+        if (!op.responses || Object.keys(op.responses).length === 0) problems.push(`${method} ${path}: no responses`);
+        const params = [...(item.parameters ?? []), ...(op.parameters ?? [])].map((p: any) => (p.$ref ? resolvePointer(doc, p.$ref) : p) as any);
+        for (const n of names) {
+          if (!params.some((p) => p?.in === "path" && p?.name === n && p?.required === true)) problems.push(`${method} ${path}: path parameter ${n} not defined`);
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("documents every route of the Verify and admin routers", () => {
+    const registered = [
+      ...routesOf(verifyRoutes({ verifications: unused as any, prisma: unused as any }), "/v1"),
+      ...routesOf(adminRoutes({ prisma: unused as any, keyring: unused as any, apiKeys: unused as any, tenants: unused as any }), "/admin"),
+    ];
+    expect(registered.length).toBeGreaterThanOrEqual(15);
+    const missing = registered.filter(({ method, path }) => !doc.paths[path]?.[method]).map(({ method, path }) => `${method.toUpperCase()} ${path}`);
+    expect(missing).toEqual([]);
+  });
+
+  it("documents the routes of the route files (a second, source-level look)", () => {
+    const found: string[] = [];
+    for (const [f, mount] of [["verify.routes.ts", "/v1"], ["admin.routes.ts", "/admin"], ["webhook.routes.ts", ""], ["health.routes.ts", ""]] as const) {
+      const src = readFileSync(join(__dirname, "..", "..", "src", "http", f), "utf8");
+      for (const m of src.matchAll(/router\.(get|post|put|patch|delete)\(\s*"([^"]+)"/g)) found.push(`${m[1]} ${mount}${m[2]!.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
+    }
+    expect(found.length).toBeGreaterThanOrEqual(19);
+    const missing = found.filter((r) => {
+      const [method, path] = r.split(" ") as [string, string];
+      return !doc.paths[path]?.[method];
+    });
+    expect(missing).toEqual([]);
+  });
+
+  it("lists every error code of OTP_ERRORS in the Error schema's enum", () => {
+    const codeSchema = doc.components.schemas.Error.properties.error.properties.code;
+    const resolved = (codeSchema.$ref ? resolvePointer(doc, codeSchema.$ref) : codeSchema) as { enum?: string[] };
+    expect(Array.isArray(resolved.enum)).toBe(true);
+    const missing = Object.keys(OTP_ERRORS).filter((c) => !resolved.enum!.includes(c));
+    expect(missing).toEqual([]);
+  });
+
+  it("lists the ApiError codes the HTTP layer uses in the Error schema's enum", () => {
+    const enumValues = (doc.components.schemas.ErrorCode.enum ?? []) as string[];
+    const dir = join(__dirname, "..", "..", "src", "http");
+    const codes = new Set<string>();
+    for (const f of ["verify.routes.ts", "admin.routes.ts", "auth.ts", "errors.ts", "idempotency.ts", "webhook.routes.ts"]) {
+      const src = readFileSync(join(dir, f), "utf8");
+      for (const m of src.matchAll(/new ApiError\(\s*\d{3},\s*"([a-z_]+)"/g)) codes.add(m[1]!);
+      for (const m of src.matchAll(/sendError\(\s*res,\s*[^,]+,\s*"([a-z_]+)"/g)) codes.add(m[1]!);
+    }
+    expect(codes.size).toBeGreaterThan(10);
+    expect([...codes].filter((c) => !enumValues.includes(c))).toEqual([]);
+  });
+
+  it("describes every field the presenter returns in the Verification schema", () => {
+    const props = Object.keys(doc.components.schemas.Verification.properties);
+    const src = readFileSync(join(__dirname, "..", "..", "src", "otp", "presenter.ts"), "utf8");
+    const body = src.slice(src.indexOf("return {"), src.indexOf("sendCodeAttempts:") + "sendCodeAttempts:".length)
+      + src.slice(src.indexOf("createdAt: v.createdAt"));
+    const fields = [...body.matchAll(/^\s{4}(?:\.\.\.\(extra\.valid[^{]*\{\s*)?([a-zA-Z]+):/gm)].map((m) => m[1]!);
+    expect(fields).toEqual(expect.arrayContaining(["id", "to", "status", "expiresAt", "sendCodeAttempts", "endedAt"]));
+    expect(fields.filter((f) => !props.includes(f))).toEqual([]);
+    expect(props).toContain("valid");
+  });
+});
