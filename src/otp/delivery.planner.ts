@@ -63,7 +63,8 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     return channel === "whatsapp" || !!this.deps.senders[channel];
   }
 
-  async plan(tx: Tx, post: PostCommit, input: PlanInput): Promise<void> {
+  /** `cause` (from `fallBack`): what happened to the previous attempt, told in the fallback event */
+  async plan(tx: Tx, post: PostCommit, input: PlanInput, cause?: { errorCode?: string | number | null; reason?: string }): Promise<void> {
     const v = await tx.verification.findUniqueOrThrow({
       where: { id: input.verificationId },
       include: { tenant: { select: { settings: true } } },
@@ -126,6 +127,8 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
       await this.record(tx, post, {
         tenantId: v.tenantId, type: "fallback", actor: "system", now: input.now, verificationId: v.id, to: v.to, purpose: v.purpose,
         channel: input.channel, ...(previous ? { fromChannel: previous.channel as Channel } : {}),
+        ...(cause?.errorCode !== undefined && cause.errorCode !== null ? { errorCode: cause.errorCode } : {}),
+        ...(cause?.reason ? { reason: cause.reason } : {}),
       });
     }
   }
@@ -244,12 +247,13 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
       if (others > 0) return { next: null, channel: d.channel, stoodAside: true };
       const settings = readSettings(v.tenant.settings);
       const next = nextChannel(settings.otp.channels, d.channel as Channel, (c) => this.available(c));
+      const why = reason === "no_delivery" ? "delivery_timeout" : "delivery_failed";
       const base = { tenantId: v.tenantId, actor: "system", now, verificationId: v.id, to: v.to, purpose: v.purpose };
       if (next) {
-        await this.plan(tx, post, { verificationId: v.id, channel: next, reason: "fallback", now });
+        await this.plan(tx, post, { verificationId: v.id, channel: next, reason: "fallback", now }, { errorCode, reason: why });
       } else {
         await this.record(tx, post, {
-          ...base, type: "failed", channel: d.channel as Channel, provider: d.provider, reason: reason === "no_delivery" ? "delivery_timeout" : "delivery_failed",
+          ...base, type: "failed", channel: d.channel as Channel, provider: d.provider, reason: why,
           ...(errorCode !== undefined && errorCode !== null ? { errorCode } : {}),
         });
       }

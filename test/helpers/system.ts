@@ -46,7 +46,15 @@ export async function startTestSystem(
   const workers =
     opts.workers === false
       ? null
-      : await startWorkers(core, opts.fastRetries === false ? {} : { backoff: { baseMs: 20, capMs: 200, pairBaseMs: 20, pairCapMs: 400, maxRetryAfterMs: 1_500 } });
+      : await startWorkers(
+          core,
+          opts.fastRetries === false
+            ? {}
+            : {
+                backoff: { baseMs: 20, capMs: 200, pairBaseMs: 20, pairCapMs: 400, maxRetryAfterMs: 1_500 },
+                eventBackoff: { baseMs: 50, factor: 2, capMs: 500, jitter: 0.2, maxRetryAfterMs: 500 },
+              },
+        );
   const http = await startHttp(core, { port: 0, host: "127.0.0.1" });
   sandbox.setWebhookUrl(`${http.url}/webhook`);
   return {
