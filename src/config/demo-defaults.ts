@@ -16,4 +16,6 @@ export const DEMO_DEFAULTS: Record<string, string> = {
   SECRETS_KEY: "ZGVtby1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
   BUSINESS_NAME: "Demo Business",
   QUEUE_PREFIX: "wabot-demo",
+  SMS_PROVIDER: "sandbox",
+  VOICE_PROVIDER: "sandbox",
 };

@@ -180,7 +180,7 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
         where: { id: deliveryId, status: "pending" },
         data: { status: "delivered", deliveredAt: now, attempts: { increment: 1 }, lastStatus: status ?? null, lastError: null, url },
       });
-      log.info({ ...base, attempt: job.attemptsMade + 1, httpStatus: status }, "event delivered");
+      log.debug({ ...base, attempt: job.attemptsMade + 1, httpStatus: status }, "event delivered");
       return "delivered";
     }
     await prisma.eventDelivery.updateMany({

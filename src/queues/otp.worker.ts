@@ -94,7 +94,7 @@ export function createOtpWorker(deps: OtpWorkerDeps): Worker<OtpJob, OtpJobResul
     }
     if (result.ok) {
       await planner.markSent(d.id, result.providerRef);
-      log.info(info, "code accepted by the provider");
+      log.debug(info, "code accepted by the provider");
       return "sent";
     }
     if (result.transient && !final) {

@@ -306,7 +306,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
         if (moved.count === 0) await tx.message.updateMany({ where: { id: messageId, wamid: null }, data: { wamid: result.wamid } });
         return applyHeldStatuses(tx, msg.tenantId, result.wamid);
       });
-      log.info({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
+      log.debug({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
       if (msg.verificationId && deps.onMessageStatus) {
         await notify(messageId, "sent");
         if (held) {

@@ -89,7 +89,7 @@ describe("WhatsApp code message", () => {
     expect(out[2]!.type).toBe("interactive");
     expect(out[2]!.text).toMatch(/Never share this code/);
     expect(out[2]!.buttons).toEqual([expect.objectContaining({ replyId: NOT_ME_BUTTON_ID, title: "I didn't request it" })]);
-    const warning = await prisma().message.findFirstOrThrow({ where: { wamid: out[2]!.wamid } });
+    const warning = await waitFor(() => prisma().message.findFirst({ where: { wamid: out[2]!.wamid } }));
     expect(warning.verificationId).toBeNull();
     await deliveriesAre(v.id, ["whatsapp:delivered"]);
   });
