@@ -1,6 +1,6 @@
 import express, { Router, type Request } from "express";
 import { z } from "zod";
-import { recordAudit, listAudit } from "../audit/audit";
+import { recordAudit, listAudit, InvalidAuditQueryError } from "../audit/audit";
 import { Prisma, type PrismaClient } from "../db/prisma";
 import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback } from "../events/publisher";
 import type { Keyring } from "../shared/crypto";
@@ -84,7 +84,9 @@ export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiK
 
   router.post("/tenants", requireSuperAdmin(), async (req, res) => {
     const body = parse(tenantBody, req.body);
-    const settings = body.settings === undefined ? {} : parseSettings(body.settings);
+    // the events callback has its own route (URL checks, secret generation): not settable here
+    const { events: _ignored, ...given } = (body.settings ?? {}) as Record<string, unknown>;
+    const settings = parseSettings(given);
     try {
       const t = await prisma.tenant.create({
         data: {
@@ -112,7 +114,14 @@ export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiK
     const t = await tenantFor(req, req.params.id as string);
     const patch = parse(settingsPatch, req.body);
     const current = readSettings(t.settings);
-    const next = parseSettings({ ...current, ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) });
+    // each section given is merged into the current one: fields left out keep their values
+    const merged: Record<string, unknown> = { ...current };
+    for (const [section, value] of Object.entries(patch)) {
+      if (value === undefined) continue;
+      if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(400, "invalid_request", `${section} must be an object`);
+      merged[section] = { ...(current[section as keyof typeof current] as object), ...(value as object) };
+    }
+    const next = parseSettings(merged);
     const updated = await prisma.tenant.update({ where: { id: t.id }, data: { settings: next as Prisma.InputJsonValue } });
     deps.tenants.invalidate();
     await audit(req, t.id, "tenant.settings_changed", { sections: Object.keys(patch) });
@@ -193,6 +202,9 @@ export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiK
       until: q.until ? new Date(q.until) : undefined,
       limit: q.limit,
       cursor: q.cursor,
+    }).catch((err) => {
+      if (err instanceof InvalidAuditQueryError) throw new ApiError(400, "invalid_request", err.message);
+      throw err;
     });
     res.json(result);
   });

@@ -52,7 +52,9 @@ export function requireScope(scope: Scope): RequestHandler {
   return (req, _res, next) => {
     const p = req.principal;
     if (!p) return next(new ApiError(401, "unauthorized", "Authorization is required"));
-    if (!p.superAdmin && !p.scopes.includes(scope)) return next(new ApiError(403, "forbidden", `This key lacks the ${scope} scope`));
+    // admin implies read
+    const has = p.superAdmin || p.scopes.includes(scope) || (scope === "read" && p.scopes.includes("admin"));
+    if (!has) return next(new ApiError(403, "forbidden", `This key lacks the ${scope} scope`));
     next();
   };
 }

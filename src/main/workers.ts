@@ -73,6 +73,10 @@ export async function startWorkers(
   const sweep = setInterval(() => {
     core.outbox.sweep().catch((err) => logger.warn({ err: err.message }, "outbox sweep failed"));
     core.eventPublisher.sweep().catch((err: Error) => logger.warn({ err: err.message }, "events sweep failed"));
+    // an Idempotency-Key is honoured for 24 hours
+    core.prisma.idempotencyRecord
+      .deleteMany({ where: { createdAt: { lt: new Date(Date.now() - 24 * 3600_000) } } })
+      .catch((err: Error) => logger.warn({ err: err.message }, "idempotency cleanup failed"));
   }, opts.sweepEveryMs ?? 15_000);
   sweep.unref();
 

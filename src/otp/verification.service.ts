@@ -102,6 +102,11 @@ export class VerificationService {
     if (block && block.until > now) throw new OtpError("number_blocked", Math.ceil((block.until.getTime() - now.getTime()) / 1000));
 
     if (!test) {
+      // a request inside the re-send cool-down is refused before it spends any other limit
+      const live = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose, status: "pending" }, select: { nextSendAt: true, expiresAt: true } });
+      if (live?.nextSendAt && live.nextSendAt > now && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
+        throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((live.nextSendAt.getTime() - now.getTime()) / 1000)));
+      }
       const l = settings.limits;
       await limits.consume("tenant", who.tenantId, l.tenantPerMinute, 60);
       if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);

@@ -79,7 +79,17 @@ export const eventSettingsSchema = z.object({
 });
 
 export const tenantSettingsSchema = z.object({
-  otp: otpSettingsSchema.default(otpSettingsSchema.parse({})),
+  otp: otpSettingsSchema.default(otpSettingsSchema.parse({})).superRefine((otp, ctx) => {
+    // Meta fixes a template's expiry footer and time-to-live at creation: they must not promise more than the code lives
+    for (const [locale, t] of Object.entries(otp.templates)) {
+      if (t.ttlSeconds !== undefined && t.ttlSeconds > otp.expiryMinutes * 60) {
+        ctx.addIssue({ code: "custom", path: ["templates", locale, "ttlSeconds"], message: `must not exceed the code's life (${otp.expiryMinutes * 60} s)` });
+      }
+      if (t.expiryMinutes !== undefined && t.expiryMinutes > otp.expiryMinutes) {
+        ctx.addIssue({ code: "custom", path: ["templates", locale, "expiryMinutes"], message: `the template says the code lives ${t.expiryMinutes} min, longer than otp.expiryMinutes (${otp.expiryMinutes})` });
+      }
+    }
+  }),
   phonePolicy: phonePolicySchema.default(phonePolicySchema.parse({})),
   limits: limitSettingsSchema.default(limitSettingsSchema.parse({})),
   events: eventSettingsSchema.default({}),

@@ -22,6 +22,8 @@ export interface OtpSystem {
   voice: RecordingCodeSender;
   who: { tenantId: string; actor: string };
   outboundWorker: Worker;
+  /** "<messageId>:<status>" for every call of the status worker's hook */
+  statusHookCalls: string[];
   otpWorker?: Worker;
   /** runs `fn` with the after-commit dispatch held (nothing reaches a queue), then dispatches what was held */
   holdDispatch<T>(fn: () => Promise<T>): Promise<T>;
@@ -35,7 +37,8 @@ export interface OtpSystem {
  * worker sends SMS/voice through recording senders. `otpWorker: false` leaves `deliver`/`timeout` jobs in the
  * queue (tests then run the planner's steps by hand).
  */
-export async function startOtpSystem(opts: { otpWorker?: boolean } = {}): Promise<OtpSystem> {
+/** `statusHookFailures`: the status worker's hook throws on its first n calls for a status other than `sent` */
+export async function startOtpSystem(opts: { otpWorker?: boolean; statusHookFailures?: number; sweepEveryMs?: number } = {}): Promise<OtpSystem> {
   const sys = await startTestSystem({ workers: false, env: { OUTBOUND_RECIPIENT_GAP_MS: "0" }, sandbox: { statusDelaysMs: { sent: 10, delivered: 30, read: 60 } } });
   const { core, config } = sys;
   const logger = core.logger;
@@ -73,6 +76,8 @@ export async function startOtpSystem(opts: { otpWorker?: boolean } = {}): Promis
     delivery: gated,
     events,
   });
+  let hookFailures = opts.statusHookFailures ?? 0;
+  const statusHookCalls: string[] = [];
   const connections = [0, 1, 2, 3].map(() => workerConnection(config.REDIS_URL));
   const workers: Worker[] = [
     createInboundWorker({ connection: connections[0]!, prefix: config.QUEUE_PREFIX, concurrency: 4, queue: core.queues.inbound, mailboxes: core.mailboxes, keyring: core.keyring, handler: core.inboundHandler, logger }),
@@ -82,16 +87,25 @@ export async function startOtpSystem(opts: { otpWorker?: boolean } = {}): Promis
       resolveContent: planner.resolveContent,
       onMessageStatus: planner.onMessageStatus,
     }),
-    createStatusWorker({ prisma: core.prisma, keyring: core.keyring, tenants: core.tenants, config, clock: core.clock, logger, connection: connections[2]!, onMessageStatus: planner.onMessageStatus }),
+    createStatusWorker({
+      prisma: core.prisma, keyring: core.keyring, tenants: core.tenants, config, clock: core.clock, logger, connection: connections[2]!,
+      onMessageStatus: async (...args) => {
+        statusHookCalls.push(`${args[0]}:${args[1]}`);
+        if (args[1] !== "sent" && hookFailures-- > 0) throw new Error("hook down (test)");
+        return planner.onMessageStatus(...args);
+      },
+    }),
   ];
   let otpWorker: Worker | undefined;
   if (opts.otpWorker !== false) {
-    workers.push(otpWorker = createOtpWorker({ connection: connections[3]!, prefix: config.QUEUE_PREFIX, planner, prisma: core.prisma, keyring: core.keyring, senders: { sms, voice }, verifications, logger, concurrency: 4 }));
+    workers.push(otpWorker = createOtpWorker({ connection: connections[3]!, prefix: config.QUEUE_PREFIX, planner, prisma: core.prisma, keyring: core.keyring, senders: { sms, voice }, verifications, logger, concurrency: 4,
+      ...(opts.sweepEveryMs ? { queue: otpQueue, sweepEveryMs: opts.sweepEveryMs } : {}),
+    }));
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   const who = { tenantId: sys.tenantId, actor: "api-key:test" };
   return {
-    sys, planner, verifications, otpQueue, sms, voice, who, outboundWorker: workers[1]!, otpWorker,
+    sys, planner, verifications, otpQueue, sms, voice, who, outboundWorker: workers[1]!, otpWorker, statusHookCalls,
     async holdDispatch(fn) {
       held = [];
       try {
