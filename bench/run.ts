@@ -18,9 +18,8 @@ import { Client } from "pg";
 import { loadConfig, type Config } from "../src/config/env";
 import { migrateDeploy } from "../src/db/migrate";
 import { signBody } from "../src/ingest/verify-signature";
-import { buildCore, ensureDefaultTenant, type Core } from "../src/main/core";
-import { startHttp, type RunningServer } from "../src/main/http-server";
-import { startWorkers, type RunningWorkers } from "../src/main/workers";
+import { spawn } from "node:child_process";
+import IORedis from "ioredis";
 import { normalizeNumber } from "../src/otp/phone";
 import { createSandbox } from "../src/sandbox/sandbox";
 import type { Sandbox } from "../src/sandbox/types";
@@ -51,13 +50,18 @@ async function freshDatabase(): Promise<string> {
   return u.toString();
 }
 
-interface System { config: Config; core: Core; http: RunningServer; workers: RunningWorkers | null; sandbox: Sandbox; close(): Promise<void> }
+interface System { config: Config; url: string; sandbox: Sandbox; close(): Promise<void> }
 
-async function startSystem(databaseUrl: string, workers: boolean): Promise<System> {
-  const base = loadConfig({
+/**
+ * The bot runs as its own process (`src/main/all.ts`, or `api.ts` for intake only), as in production; the sandbox
+ * (standing in for Meta) and the load generator run in this process.
+ */
+async function startSystem(databaseUrl: string, workers: boolean, extraEnv: Record<string, string> = {}): Promise<System> {
+  const env: Record<string, string> = {
     NODE_ENV: "production",
     DATABASE_URL: databaseUrl,
     REDIS_URL,
+    PORT: String(20000 + Math.floor(Math.random() * 20000)),
     WHATSAPP_APP_SECRET: randomBytes(16).toString("hex"),
     WHATSAPP_VERIFY_TOKEN: "bench",
     WHATSAPP_PHONE_NUMBER_ID: "106540352242922",
@@ -69,31 +73,53 @@ async function startSystem(databaseUrl: string, workers: boolean): Promise<Syste
     QUEUE_PREFIX: "bench" + randomBytes(3).toString("hex"),
     OUTBOUND_RATE_PER_SECOND: "1000",
     OUTBOUND_RECIPIENT_GAP_MS: "250",
-  });
+    ...extraEnv,
+  };
   const sandbox = createSandbox({
-    appSecret: base.WHATSAPP_APP_SECRET,
-    phoneNumbers: [{ phoneNumberId: base.WHATSAPP_PHONE_NUMBER_ID, displayPhoneNumber: base.WHATSAPP_DISPLAY_PHONE_NUMBER, accessToken: base.WHATSAPP_ACCESS_TOKEN }],
+    appSecret: env.WHATSAPP_APP_SECRET!,
+    phoneNumbers: [{ phoneNumberId: env.WHATSAPP_PHONE_NUMBER_ID!, displayPhoneNumber: env.WHATSAPP_DISPLAY_PHONE_NUMBER!, accessToken: env.WHATSAPP_ACCESS_TOKEN! }],
     statusDelaysMs: { sent: 5, delivered: 10, read: 1_000_000 },
     autoRead: false,
   });
   const sb = await sandbox.listen(0, "127.0.0.1");
-  const config: Config = { ...base, GRAPH_API_BASE_URL: sb.url };
-  const core = buildCore(config);
-  const tenant = await ensureDefaultTenant(core);
+  env.GRAPH_API_BASE_URL = sb.url;
+  const config = loadConfig(env);
+  const url = `http://127.0.0.1:${config.PORT}`;
+  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "..", "src", "main", workers ? "all.ts" : "api.ts")], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const until = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/readyz`)).status === 200) break;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > until || child.exitCode !== null) throw new Error("the bot did not start");
+    await sleep(100);
+  }
+  sandbox.setWebhookUrl(`${url}/webhook`);
   // production limits, sized for the load: the tenant-wide windows are settings, and the bench raises them
-  await core.prisma.tenant.update({ where: { id: tenant.id }, data: { settings: { limits: { tenantPerMinute: 1_000_000, checksPerTenantPerMinute: 1_000_000 } } } });
-  const w = workers ? await startWorkers(core) : null;
-  const http = await startHttp(core, { port: 0, host: "127.0.0.1" });
-  sandbox.setWebhookUrl(`${http.url}/webhook`);
+  const tenants = (await (await fetch(`${url}/admin/tenants`, { headers: { authorization: `Bearer ${config.ADMIN_API_KEY}` } })).json()) as { tenants: { id: string }[] };
+  const patch = await fetch(`${url}/admin/tenants/${tenants.tenants[0]!.id}/settings`, {
+    method: "PATCH",
+    headers: { authorization: `Bearer ${config.ADMIN_API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ limits: { tenantPerMinute: 1_000_000, checksPerTenantPerMinute: 1_000_000 } }),
+  });
+  if (patch.status !== 200) throw new Error(`settings: ${patch.status}`);
   return {
-    config, core, http, workers: w, sandbox,
+    config, url, sandbox,
     async close() {
-      await http.close();
-      await w?.close();
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await Promise.race([exited, sleep(10_000)]);
       await sandbox.close();
       await sb.close();
-      await Promise.allSettled(Object.values(core.queues).map((q) => q.obliterate({ force: true })));
-      await core.close();
+      const redis = new IORedis(REDIS_URL);
+      const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
+      for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+      await redis.quit();
     },
   };
 }
@@ -136,7 +162,7 @@ function textEnvelope(phoneNumberId: string, from: string, body: string) {
 async function benchIngest(databaseUrl: string) {
   const sys = await startSystem(databaseUrl, false);
   try {
-    const url = `${sys.http.url}/webhook`;
+    const url = `${sys.url}/webhook`;
     const r = await closedLoop(64, SECONDS, async (i) => {
       const raw = JSON.stringify(textEnvelope(sys.config.WHATSAPP_PHONE_NUMBER_ID, `1415555${String(1000 + (i % 9000))}`, `hello ${i}`));
       const res = await fetch(url, { method: "POST", body: raw, headers: { "content-type": "application/json", "x-hub-signature-256": signBody(raw, sys.config.WHATSAPP_APP_SECRET) } });
@@ -208,7 +234,7 @@ async function benchOtp(databaseUrl: string, connections: number) {
       const to = spanishMobile();
       const codeP = new Promise<string>((resolve) => waiters.set(to.slice(1), resolve));
       let t0 = performance.now();
-      const c = await fetch(`${sys.http.url}/v1/verifications`, { method: "POST", headers: auth, body: JSON.stringify({ to }) });
+      const c = await fetch(`${sys.url}/v1/verifications`, { method: "POST", headers: auth, body: JSON.stringify({ to }) });
       await c.arrayBuffer();
       creates.push(performance.now() - t0);
       if (c.status !== 201) throw new Error(`create ${c.status}`);
@@ -216,7 +242,7 @@ async function benchOtp(databaseUrl: string, connections: number) {
       waiters.delete(to.slice(1));
       if (!code) throw new Error("no code");
       t0 = performance.now();
-      const k = await fetch(`${sys.http.url}/v1/verifications/check`, { method: "POST", headers: auth, body: JSON.stringify({ to, code }) });
+      const k = await fetch(`${sys.url}/v1/verifications/check`, { method: "POST", headers: auth, body: JSON.stringify({ to, code }) });
       const body = (await k.json()) as { status?: string };
       checks.push(performance.now() - t0);
       if (body.status !== "approved") throw new Error(`check ${k.status}`);
@@ -246,9 +272,9 @@ async function main() {
     results.push(r);
     process.stdout.write(`  ${JSON.stringify(r)}\n`);
   };
-  await run("ingest", () => benchIngest(databaseUrl));
-  await run("reply @100/s", () => benchReply(databaseUrl, 100));
-  await run("otp-cycle", () => benchOtp(databaseUrl, 32));
+  if (!process.env.ONLY || process.env.ONLY === "ingest") await run("ingest", () => benchIngest(databaseUrl));
+  if (!process.env.ONLY || process.env.ONLY === "reply") await run(`reply @${process.env.RATE ?? 100}/s`, () => benchReply(databaseUrl, Number(process.env.RATE ?? 100)));
+  if (!process.env.ONLY || process.env.ONLY === "otp") await run("otp-cycle", () => benchOtp(databaseUrl, 32));
 
   const env = {
     date: new Date().toISOString(),
@@ -258,7 +284,7 @@ async function main() {
     secondsPerPhase: SECONDS,
     redisPersistence: "as the machine runs it (tests and CI: none; production: appendonly yes)",
     logLevel: "warn",
-    process: "load generator, bot (API + workers) and sandbox in one Node process",
+    process: "the bot in its own Node process (npm start: API + workers); sandbox and load generator in another",
   };
   mkdirSync(join(__dirname, "results"), { recursive: true });
   const file = join(__dirname, "results", `bench-${env.date.replace(/[:.]/g, "-")}.json`);

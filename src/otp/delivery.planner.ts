@@ -121,7 +121,10 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
       deliveryId = d.id;
       post.deliveries.push(deliveryId);
     }
-    post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
+    // a no-delivery timeout only where delivery is reported (WhatsApp statuses; SMS/voice with status callbacks)
+    if (input.channel === "whatsapp" || this.deps.senders[input.channel]?.reportsDelivery) {
+      post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
+    }
 
     if (input.reason === "fallback") {
       await this.record(tx, post, {

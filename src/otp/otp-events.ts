@@ -26,6 +26,10 @@ export interface OtpEventInput {
   errorCode?: string | number | null;
   reason?: string;
   until?: Date;
+  /** fallback: the channel that failed */
+  fromChannel?: string;
+  /** sent / delivered / failed: who carried the code */
+  provider?: string;
 }
 
 /**
@@ -42,6 +46,8 @@ export class OtpEvents {
       ...(e.errorCode !== undefined && e.errorCode !== null ? { errorCode: String(e.errorCode) } : {}),
       ...(e.reason ? { reason: e.reason } : {}),
       ...(e.until ? { until: e.until.toISOString() } : {}),
+      ...(e.fromChannel && e.type === "fallback" ? { fromChannel: e.fromChannel } : {}),
+      ...(e.provider && ["sent", "delivered", "failed"].includes(e.type) ? { provider: e.provider } : {}),
     };
     await recordAudit(tx, {
       tenantId: e.tenantId,

@@ -21,6 +21,8 @@ export type CodeSendResult = { ok: true; providerRef: string } | { ok: false; tr
 export interface CodeSender {
   readonly channel: "sms" | "voice";
   readonly provider: string;
+  /** whether this sender will report delivery (a status callback): only then is a no-delivery timeout armed */
+  readonly reportsDelivery: boolean;
   send(msg: CodeMessage): Promise<CodeSendResult>;
 }
 

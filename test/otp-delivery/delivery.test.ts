@@ -175,7 +175,7 @@ describe("fallback", () => {
   it("falls back when nothing is delivered within the tenant's timeout (timeout job)", async () => {
     const to = "+447911123413";
     const v = await o.verifications.create(o.who, { to, channel: "sms" });
-    const [d] = await deliveriesAre(v.id, ["sms:sent"]); // the recording sender never reports delivered
+    const [d] = await deliveriesAre(v.id, ["sms:sent"]); // reports delivery, but never says delivered
     const job = await o.otpQueue.getJob(jobIds.otpTimeout(d!.id));
     expect(job).toBeTruthy();
     expect(await job!.isDelayed()).toBe(true);
@@ -184,6 +184,9 @@ describe("fallback", () => {
     const rows = await deliveriesAre(v.id, ["sms:timed_out", "voice:sent"]);
     expect(rows[0]!.reason).toBe("no_delivery");
     expect(o.voice.sent(to)).toHaveLength(1);
+    // the voice sender reports no delivery: no timeout is armed after it
+    const [, voice] = await deliveries(v.id);
+    expect(await o.otpQueue.getJob(jobIds.otpTimeout(voice!.id))).toBeUndefined();
   });
 
   it("a delivered WhatsApp code does not fall back at its timeout; the timeout follows tenant settings", async () => {

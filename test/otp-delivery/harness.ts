@@ -42,7 +42,8 @@ export async function startOtpSystem(opts: { otpWorker?: boolean; statusHookFail
   const sys = await startTestSystem({ workers: false, env: { OUTBOUND_RECIPIENT_GAP_MS: "0" }, sandbox: { statusDelaysMs: { sent: 10, delivered: 30, read: 60 } } });
   const { core, config } = sys;
   const logger = core.logger;
-  const sms = new RecordingCodeSender("sms");
+  // this SMS provider "has status callbacks", so a no-delivery timeout is armed for it
+  const sms = new RecordingCodeSender("sms", { reportsDelivery: true });
   const voice = new RecordingCodeSender("voice");
   const otpQueue = new Queue<OtpJob>(QUEUES.otp, { connection: core.redis, prefix: config.QUEUE_PREFIX });
   const events = new OtpEvents();

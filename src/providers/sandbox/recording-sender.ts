@@ -34,12 +34,19 @@ export interface FailNextOptions {
  */
 export class RecordingCodeSender extends EventEmitter implements CodeSender {
   readonly provider = "sandbox";
+  /**
+   * Nothing reports delivery back by default: a sandbox SMS or call counts as sent, and no timeout falls back
+   * from it. `reportsDelivery: true` plays a provider with status callbacks (tests of the timeout path).
+   */
+  get reportsDelivery(): boolean {
+    return this.opts.reportsDelivery ?? false;
+  }
   private readonly records: RecordedCode[] = [];
   private failures: Array<FailNextOptions> = [];
 
   constructor(
     readonly channel: "sms" | "voice",
-    private readonly opts: { clock?: Clock; logger?: Logger; maxRecords?: number } = {},
+    private readonly opts: { clock?: Clock; logger?: Logger; maxRecords?: number; reportsDelivery?: boolean } = {},
   ) {
     super();
   }

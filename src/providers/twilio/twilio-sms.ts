@@ -21,6 +21,10 @@ export interface TwilioSmsOptions {
 export class TwilioSmsSender implements CodeSender {
   readonly channel = "sms" as const;
   readonly provider = "twilio";
+  /** Twilio reports delivery only to a status callback, which needs PUBLIC_BASE_URL */
+  get reportsDelivery(): boolean {
+    return Boolean(this.opts.statusCallbackUrl);
+  }
 
   constructor(private readonly opts: TwilioSmsOptions) {}
 

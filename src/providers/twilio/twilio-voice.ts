@@ -27,6 +27,10 @@ export const TWIML_MAX_CHARS = 4000;
 export class TwilioVoiceSender implements CodeSender {
   readonly channel = "voice" as const;
   readonly provider = "twilio";
+  /** Twilio reports delivery only to a status callback, which needs PUBLIC_BASE_URL */
+  get reportsDelivery(): boolean {
+    return Boolean(this.opts.statusCallbackUrl);
+  }
 
   constructor(private readonly opts: TwilioVoiceOptions) {}
 
