@@ -15,7 +15,10 @@ const uuid = z.uuid();
 const tenantBody = z.strictObject({
   name: z.string().min(1).max(100).optional(),
   phoneNumberId: z.string().regex(/^\d{1,32}$/, "the numeric phone number id"),
-  displayPhoneNumber: z.string().regex(/^\+?\d{5,20}$/, "digits, optionally with +"),
+  displayPhoneNumber: z
+    .string()
+    .regex(/^\+?[\d\s().-]{5,30}$/, "the displayed number: digits, optionally with +, spaces or dashes")
+    .transform((v) => v.replace(/\D/g, "")),
   accessToken: z.string().min(10).max(4096),
   settings: z.unknown().optional(),
 });
@@ -60,7 +63,14 @@ function tenantView(t: { id: string; name: string; phoneNumberId: string; displa
  * The admin API: tenants (super-admin: the environment's ADMIN_API_KEY), API keys, settings, the events
  * callback and the audit trail. A tenant's own admin key reaches only its own tenant; another tenant's id is 404.
  */
-export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiKeys: ApiKeys; tenants: TenantDirectory }): Router {
+export function adminRoutes(deps: {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  apiKeys: ApiKeys;
+  tenants: TenantDirectory;
+  /** told of each new tenant (the demo registers it with its Cloud API sandbox) */
+  onTenantCreated?: (t: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string }) => void;
+}): Router {
   const { prisma, keyring, apiKeys } = deps;
   const router = Router();
   router.use(express.json({ limit: "256kb" }));
@@ -92,12 +102,13 @@ export function adminRoutes(deps: { prisma: PrismaClient; keyring: Keyring; apiK
         data: {
           name: body.name ?? body.displayPhoneNumber,
           phoneNumberId: body.phoneNumberId,
-          displayPhoneNumber: body.displayPhoneNumber.replace(/^\+/, ""),
+          displayPhoneNumber: body.displayPhoneNumber,
           accessTokenEnc: keyring.encrypt("tenant-token", body.accessToken),
           settings: settings as Prisma.InputJsonValue,
         },
       });
       deps.tenants.invalidate();
+      deps.onTenantCreated?.({ phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, accessToken: body.accessToken });
       await audit(req, t.id, "tenant.created", { phoneNumberId: t.phoneNumberId });
       res.status(201).json(tenantView(t));
     } catch (err) {

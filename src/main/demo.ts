@@ -31,7 +31,15 @@ async function main(): Promise<void> {
   const core = buildCore(config, { logger });
   await ensureDefaultTenant(core);
   const workers = await startWorkers(core);
-  const http = await startHttp(core, { port, mount: [sandbox.app] });
+  // the sandbox plays Meta for every tenant: those already in the database and those created from now on
+  for (const t of await core.prisma.tenant.findMany()) {
+    try {
+      sandbox.addPhoneNumber({ phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, accessToken: core.keyring.decryptString("tenant-token", t.accessTokenEnc) });
+    } catch {
+      logger.warn({ phoneNumberId: t.phoneNumberId }, "tenant token made with another SECRETS_KEY: not played by the sandbox");
+    }
+  }
+  const http = await startHttp(core, { port, mount: [sandbox.app], onTenantCreated: (t) => sandbox.addPhoneNumber(t) });
 
   const base = `http://localhost:${port}`;
   process.stdout.write(

@@ -16,9 +16,12 @@ export interface RunningServer {
 }
 
 /** Starts the API (webhook, health, and whatever is mounted) on the configured port (0 = ephemeral). */
-export async function startHttp(core: Core, opts: { port?: number; host?: string; mount?: RequestHandler[] } = {}): Promise<RunningServer> {
+export async function startHttp(
+  core: Core,
+  opts: { port?: number; host?: string; mount?: RequestHandler[]; onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"] } = {},
+): Promise<RunningServer> {
   const app = createHttpApp({
-    mount: [...apiRouters(core), ...(opts.mount ?? [])],
+    mount: [...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
     ingest: core.ingest,
     verifyToken: core.config.WHATSAPP_VERIFY_TOKEN,
     bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES,
@@ -54,7 +57,7 @@ export async function startHttp(core: Core, opts: { port?: number; host?: string
 }
 
 /** The business-facing APIs: Verify (/v1), admin (/admin), the OpenAPI document, provider callbacks. */
-export function apiRouters(core: Core): RequestHandler[] {
+export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"]): RequestHandler[] {
   const { config } = core;
   const auth = authenticate({
     apiKeys: core.apiKeys,
@@ -69,7 +72,7 @@ export function apiRouters(core: Core): RequestHandler[] {
   const router = Router();
   router.use(openApiRoutes());
   router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }));
-  router.use("/admin", auth, adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants }));
+  router.use("/admin", auth, adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, onTenantCreated }));
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
     router.use(
       providerStatusRoutes({

@@ -88,6 +88,11 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
   return {
     app,
     events: store.events,
+    addPhoneNumber(phone) {
+      const known = phones.find((p) => p.phoneNumberId === phone.phoneNumberId);
+      if (known) Object.assign(known, phone);
+      else phones.push({ ...phone });
+    },
     async listen(port = 0, host = "127.0.0.1") {
       const server = createServer(app);
       await new Promise<void>((resolve, reject) => {

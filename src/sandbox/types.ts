@@ -136,4 +136,6 @@ export interface Sandbox {
   webhooks(): RecordedWebhook[];
   events: EventEmitter;
   close(): Promise<void>;
+  /** plays Meta for one more business number (or updates its token): the demo registers every tenant */
+  addPhoneNumber(phone: SandboxPhoneNumber): void;
 }

@@ -1,3 +1,4 @@
+import request from "supertest";
 import { buildCore } from "../../src/main/core";
 import { startWorkers } from "../../src/main/workers";
 import { envelope, contact, messages } from "../helpers/payloads";
@@ -75,6 +76,34 @@ describe("webhook in, reply out", () => {
     await waitFor(() => outboundTo("447700900104").length === 1);
     const attempts = sys.sandbox.requests().filter((r) => (r.body as { to?: string })?.to === "+447700900104");
     expect(attempts.map((a) => a.errorCode ?? a.responseStatus)).toEqual([131056, 131056, 200]);
+  });
+});
+
+describe("tenants", () => {
+  it("routes a webhook to the tenant of its phone_number_id and replies from that number with its token", async () => {
+    const admin = { Authorization: `Bearer ${sys.config.ADMIN_API_KEY}` };
+    const created = await request(sys.http.url)
+      .post("/admin/tenants")
+      .set(admin)
+      .send({ name: "Second Shop", phoneNumberId: "300000000000001", displayPhoneNumber: "+1 555 000 3333", accessToken: "EAAG-second-shop-token-123" });
+    expect(created.status).toBe(201);
+    expect(created.body).not.toHaveProperty("accessToken");
+    const { status } = await sys.sandbox.injectInbound({ phoneNumberId: "300000000000001", from: "447911123499", text: "hello" });
+    expect(status).toBe(200);
+    const req = await waitFor(() => sys.sandbox.requests().find((r) => (r.body as { to?: string }).to === "+447911123499"));
+    expect(req.path).toBe(`/${sys.config.GRAPH_API_VERSION}/300000000000001/messages`);
+    expect(req.responseStatus).toBe(200); // the sandbox accepted the second tenant's token for its number
+    const reply = sys.sandbox.conversation("447911123499", "300000000000001").find((m) => m.direction === "outbound");
+    expect(reply?.text).toMatch(/Second Shop/);
+    const contact = await sys.core.prisma.contact.findFirstOrThrow({ where: { waId: "447911123499" } });
+    expect(contact.tenantId).toBe(created.body.id);
+  });
+
+  it("accepts, logs and drops an update for an unknown business number", async () => {
+    const body = envelope({ phoneNumberId: "999999999999999", contacts: [contact("447911123498")], messages: [messages.text("447911123498")] });
+    expect(await sys.sandbox.postWebhook(body)).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await sys.core.prisma.message.count({ where: { wamid: (body.entry[0]!.changes[0]!.value.messages![0] as { id: string }).id } })).toBe(0);
   });
 });
 

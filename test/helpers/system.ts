@@ -55,7 +55,7 @@ export async function startTestSystem(
                 eventBackoff: { baseMs: 50, factor: 2, capMs: 500, jitter: 0.2, maxRetryAfterMs: 500 },
               },
         );
-  const http = await startHttp(core, { port: 0, host: "127.0.0.1" });
+  const http = await startHttp(core, { port: 0, host: "127.0.0.1", onTenantCreated: (t) => sandbox.addPhoneNumber(t) });
   sandbox.setWebhookUrl(`${http.url}/webhook`);
   return {
     config,
