@@ -33,6 +33,8 @@ const settingsPatch = z.strictObject({
   otp: z.unknown().optional(),
   phonePolicy: z.unknown().optional(),
   limits: z.unknown().optional(),
+  flows: z.unknown().optional(),
+  pin: z.unknown().optional(),
 });
 
 function parse<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -53,7 +55,7 @@ function tenantView(t: { id: string; name: string; phoneNumberId: string; displa
     name: t.name,
     phoneNumberId: t.phoneNumberId,
     displayPhoneNumber: t.displayPhoneNumber,
-    settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
+    settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, flows: settings.flows, pin: settings.pin, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
     createdAt: t.createdAt.toISOString(),
     updatedAt: t.updatedAt.toISOString(),
   };

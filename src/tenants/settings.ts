@@ -71,6 +71,22 @@ export const limitSettingsSchema = z.object({
   checksPerTenantPerMinute: z.number().int().min(1).default(60000),
 });
 
+export const flowSettingsSchema = z.object({
+  /** a conversation idle this long is ended; the next message starts afresh */
+  sessionTimeoutMinutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
+  /** hosts an `http` step may call (exact names, or "*.example.com"); empty = none */
+  httpAllowedHosts: z.array(z.string().min(1).max(255)).default([]),
+  /** the tenant's default locale for the bot's texts */
+  defaultLocale: z.string().default("en_US"),
+});
+
+export const pinSettingsSchema = z.object({
+  maxAttempts: z.number().int().min(1).max(10).default(5),
+  lockMinutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
+  /** without a recovery email, a forgotten PIN can be reset after this long */
+  resetWaitDays: z.number().int().min(0).max(30).default(7),
+});
+
 export const eventSettingsSchema = z.object({
   /** the business's HTTPS endpoint for status events (http:// only for loopback addresses, for development) */
   url: z.string().url().optional(),
@@ -92,6 +108,8 @@ export const tenantSettingsSchema = z.object({
   }),
   phonePolicy: phonePolicySchema.default(phonePolicySchema.parse({})),
   limits: limitSettingsSchema.default(limitSettingsSchema.parse({})),
+  flows: flowSettingsSchema.default(flowSettingsSchema.parse({})),
+  pin: pinSettingsSchema.default(pinSettingsSchema.parse({})),
   events: eventSettingsSchema.default({}),
 });
 
