@@ -17,6 +17,10 @@ import { OtpEvents } from "../otp/otp-events";
 import { VerificationService } from "../otp/verification.service";
 import { createCodeSenders, type CodeSenders } from "../providers";
 import { ApiKeys } from "../tenants/api-keys";
+import { FlowHandler } from "../flows/flow.handler";
+import { FlowStore } from "../flows/flow-store";
+import { installBuiltinFlows, loadBuiltinFlows } from "../flows/builtin";
+import { PinService } from "../pin/pin.service";
 import { producerConnection } from "../queues/redis";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
@@ -53,6 +57,8 @@ export interface Core {
   senders: CodeSenders;
   planner: OtpDeliveryPlanner;
   verifications: VerificationService;
+  flows: FlowStore;
+  pins: PinService;
   close(): Promise<void>;
 }
 
@@ -95,13 +101,16 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     eventDispatch: (ids) => eventPublisher.dispatch(ids),
   });
   const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents });
-  // a flow step waiting for input is checked inside the OTP handler; handlers given by the caller come next
-  const router = new Router([otpChatHandler({ verifications, delivery: planner }), ...(opts.handlers ?? []), greetingHandler]);
+  const flows = FlowStore.shared(prisma, clock);
+  const pins = new PinService({ clock, logger });
+  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger });
+  // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
+  const router = new Router([otpChatHandler({ verifications, delivery: planner }), flowHandler, ...(opts.handlers ?? []), greetingHandler]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, verifications,
+    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, pins,
     async close() {
       senders.close();
       await Promise.allSettled(Object.values(queues).map((q) => q.close()));
@@ -110,12 +119,22 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   };
 }
 
-/** The default tenant comes from the environment; it is created or updated at start. */
+/** The built-in flows (flows/*.json|yaml) for a tenant: published when changed, never over a business's own. */
+export async function installBuiltins(core: Core, tenantId: string): Promise<void> {
+  const loaded = loadBuiltinFlows();
+  for (const e of loaded.errors) core.logger.error(e, "invalid built-in flow file skipped");
+  const r = await installBuiltinFlows(core.flows, tenantId, loaded);
+  if (r.installed.length) core.logger.info({ tenantId, installed: r.installed }, "built-in flows published");
+}
+
+/** The default tenant comes from the environment; it is created or updated at start, with the built-in flows. */
 export async function ensureDefaultTenant(core: Core) {
-  return core.tenants.upsertDefault({
+  const tenant = await core.tenants.upsertDefault({
     phoneNumberId: core.config.WHATSAPP_PHONE_NUMBER_ID,
     displayPhoneNumber: core.config.WHATSAPP_DISPLAY_PHONE_NUMBER,
     accessToken: core.config.WHATSAPP_ACCESS_TOKEN,
     name: core.config.BUSINESS_NAME,
   });
+  for (const t of await core.prisma.tenant.findMany({ select: { id: true } })) await installBuiltins(core, t.id);
+  return tenant;
 }

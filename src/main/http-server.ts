@@ -4,10 +4,11 @@ import { Router, type RequestHandler } from "express";
 import { adminRoutes } from "../http/admin.routes";
 import { createHttpApp } from "../http/app";
 import { authenticate } from "../http/auth";
+import { flowsRoutes } from "../http/flows.routes";
 import { openApiRoutes } from "../http/openapi.routes";
 import { providerStatusRoutes } from "../http/provider-status.routes";
 import { verifyRoutes } from "../http/verify.routes";
-import type { Core } from "./core";
+import { installBuiltins, type Core } from "./core";
 
 export interface RunningServer {
   server: Server;
@@ -72,7 +73,18 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   const router = Router();
   router.use(openApiRoutes());
   router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }));
-  router.use("/admin", auth, adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, onTenantCreated }));
+  // flows first: the admin router's own JSON parser (256 kB) must not take the flows routes' bodies (1 MB, YAML)
+  const tenantCreated: typeof onTenantCreated = (t) => {
+    onTenantCreated?.(t);
+    // a new tenant gets the built-in flows at once
+    void core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? installBuiltins(core, row.id) : undefined)).catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed"));
+  };
+  router.use(
+    "/admin",
+    auth,
+    flowsRoutes({ prisma: core.prisma, flows: core.flows }),
+    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, onTenantCreated: tenantCreated }),
+  );
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
     router.use(
       providerStatusRoutes({

@@ -1,0 +1,246 @@
+import type { PrismaClient } from "../db/prisma";
+import { callbackSecret } from "../events/callback";
+import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
+import { textOf } from "../conversation/router";
+import type { InboundMessage } from "../ingest/envelope";
+import type { OutboundContent } from "../messaging/outbox";
+import type { Logger } from "../observability/logger";
+import { OtpError } from "../otp/errors";
+import { localeFor } from "../otp/locale";
+import { normalizeNumber } from "../otp/phone";
+import type { VerificationService } from "../otp/verification.service";
+import type { PinService } from "../pin/pin.service";
+import type { Keyring } from "../shared/crypto";
+import { readSettings } from "../tenants/settings";
+import { step as engineStep, startState, type Effect, type EffectResult, type EngineContext, type EngineInput, type EngineOutput, type EngineState } from "./engine";
+import type { FlowStore } from "./flow-store";
+import { callBusinessEndpoint } from "./http-call";
+import type { FlowDefinition } from "./schema";
+import { matchTrigger } from "./triggers";
+
+/** Words that work from any step. */
+export const GLOBAL_COMMANDS = {
+  cancel: ["cancel", "stop", "cancelar", "parar", "salir", "sair"],
+  menu: ["menu", "menú", "start", "inicio", "início"],
+  help: ["help", "ayuda", "ajuda"],
+} as const;
+
+const CANCELED = {
+  en_US: "OK, stopped. Write any time to start again.",
+  es: "De acuerdo, lo dejamos. Escribe cuando quieras para empezar de nuevo.",
+  pt_BR: "Certo, paramos. Escreva quando quiser para recomeçar.",
+};
+
+export interface FlowHandlerDeps {
+  prisma: PrismaClient;
+  keyring: Keyring;
+  flows: FlowStore;
+  verifications: VerificationService;
+  pins: PinService;
+  logger: Logger;
+}
+
+/** A flow's state as kept in the session row: step and variables in their columns, the engine's wait in `state`. */
+export interface StoredFlowState {
+  flow: string | null;
+  flowVersion: number | null;
+  step: string | null;
+  variables: Record<string, unknown>;
+  state: Record<string, unknown>;
+  expiresAt: Date | null;
+  handoffAt?: Date | null;
+}
+
+function replyIdOf(message: InboundMessage): string | null {
+  const m = message as Record<string, any>;
+  if (message.type === "button") return typeof m.button?.payload === "string" ? m.button.payload : null;
+  if (message.type === "interactive") return m.interactive?.button_reply?.id ?? m.interactive?.list_reply?.id ?? null;
+  return null;
+}
+
+/**
+ * Runs the tenant's flows in the chat: continues the contact's running flow (on the version it started with),
+ * or starts the flow a message triggers. The engine is pure; effects are executed here: sends become replies,
+ * code requests and checks go to the OTP engine, PINs to the PIN service, HTTP steps to the business endpoint.
+ */
+export class FlowHandler implements MessageHandler {
+  readonly name = "flows";
+
+  constructor(private readonly deps: FlowHandlerDeps) {}
+
+  /** Effects run in their own transactions (the OTP engine, PINs): the message's transaction is not needed. */
+  usesTx(): boolean {
+    return false;
+  }
+
+  async handle(ctx: RouteContext): Promise<RouteResult | null> {
+    const session = ctx.session as unknown as StoredFlowState;
+    if (session.handoffAt) return { replies: [] }; // with a person: the bot stays quiet
+    const text = textOf(ctx.message);
+    const replyId = replyIdOf(ctx.message);
+    const settings = readSettings(ctx.tenant.settings);
+    const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
+    const engineCtx = this.context(ctx, locale, settings.flows.defaultLocale);
+    const word = text?.trim().toLowerCase() ?? "";
+
+    const running = session.flow && session.step && session.flowVersion !== null && (!session.expiresAt || session.expiresAt > ctx.now);
+    if (running) {
+      if ((GLOBAL_COMMANDS.cancel as readonly string[]).includes(word)) {
+        return { replies: [{ type: "text", text: { body: pickLocale(CANCELED, locale), preview_url: false } }], session: ended() };
+      }
+      const def = await this.deps.flows.definitionAt(ctx.tenant.id, session.flow!, session.flowVersion!);
+      const menuOrHelp = (GLOBAL_COMMANDS.menu as readonly string[]).includes(word) || (GLOBAL_COMMANDS.help as readonly string[]).includes(word);
+      if (def && !menuOrHelp) {
+        const state: EngineState = {
+          flow: session.flow!,
+          version: session.flowVersion!,
+          step: session.step,
+          vars: session.variables,
+          wait: (session.state?.wait as EngineState["wait"]) ?? null,
+        };
+        return this.drive(ctx, def, state, { kind: "message", text, replyId }, engineCtx, settings.flows.sessionTimeoutMinutes);
+      }
+      // the flow was deleted, or the contact asked for the menu: fall through to triggers
+    }
+
+    const live = await this.deps.flows.liveDefinitions(ctx.tenant.id);
+    const hit = matchTrigger(live, { text: word === "" ? null : text, replyId, isNewContact: ctx.isNewContact });
+    if (!hit) return running ? { replies: [], session: ended() } : null;
+    return this.drive(ctx, hit.definition, startState(hit.definition, hit.version), { kind: "start" }, engineCtx, settings.flows.sessionTimeoutMinutes);
+  }
+
+  /** Starts a flow for a contact from the API (with variables), outside any inbound message. */
+  async startFor(ctx: RouteContext, def: FlowDefinition, version: number, vars: Record<string, unknown>): Promise<RouteResult> {
+    const settings = readSettings(ctx.tenant.settings);
+    const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
+    return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes);
+  }
+
+  private context(ctx: RouteContext, locale: string, _fallback: string): EngineContext {
+    const windowOpen = !!ctx.contact.lastInboundAt && ctx.now.getTime() - ctx.contact.lastInboundAt.getTime() < 24 * 3600_000;
+    return {
+      now: ctx.now,
+      locale,
+      windowOpen,
+      contact: { name: ctx.contact.profileName, phone: ctx.contact.phoneE164 },
+      digest: (secret) => this.deps.keyring.hmac("otp-hash", "pin-entry", ctx.contact.id, secret),
+      pinWeakness: (pin) => this.deps.pins.isWeak(pin, { phoneE164: ctx.contact.phoneE164 ?? undefined }),
+    };
+  }
+
+  /** Runs the engine, executing effects and feeding their results back, until it waits for the customer. */
+  private async drive(ctx: RouteContext, def: FlowDefinition, state: EngineState, input: EngineInput, engineCtx: EngineContext, timeoutMinutes: number): Promise<RouteResult> {
+    const replies: OutboundContent[] = [];
+    let secret = false;
+    let handoff = false;
+    let current: FlowDefinition = def;
+    let out: EngineOutput = engineStep(current, state, input, engineCtx);
+    for (let guard = 0; guard < 50; guard++) {
+      secret ||= out.secretInput;
+      let result: EffectResult | null = null;
+      let startFlow: string | null = null;
+      for (const e of out.effects) {
+        if (e.type === "send") replies.push(e.content);
+        else if (e.type === "skipped") this.deps.logger.info({ flow: current.name, step: e.step }, "flow message skipped: outside the 24-hour window and no template");
+        else if (e.type === "handoff") handoff = true;
+        else if (e.type === "start_flow") startFlow = e.flow;
+        else result = await this.execute(ctx, current, e);
+      }
+      if (startFlow) {
+        const next = (await this.deps.flows.liveDefinitions(ctx.tenant.id)).find((f) => f.name === startFlow);
+        if (!next) break;
+        current = next.definition;
+        out = engineStep(current, startState(current, next.version, out.state.vars), { kind: "start" }, engineCtx);
+        continue;
+      }
+      if (!result) break;
+      out = engineStep(current, out.state, { kind: "result", result }, engineCtx);
+    }
+    const s = out.state;
+    return {
+      replies,
+      redactInbound: secret,
+      session: out.done
+        ? ended()
+        : {
+            flow: s.flow,
+            flowVersion: s.version,
+            step: s.step,
+            variables: s.vars,
+            expiresAt: new Date(ctx.now.getTime() + timeoutMinutes * 60_000),
+            state: { wait: s.wait },
+            ...(handoff ? { handoffAt: ctx.now } : {}),
+          },
+    } as RouteResult;
+  }
+
+  private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>): Promise<EffectResult> {
+    const who = { tenantId: ctx.tenant.id, actor: `flow:${def.name}:${ctx.contact.id}` };
+    switch (e.type) {
+      case "otp_request":
+        try {
+          await this.deps.verifications.create(who, { to: e.to, purpose: e.purpose, channel: e.channel, locale: ctx.contact.locale ?? undefined });
+          return { type: "otp_request", ok: true };
+        } catch (err) {
+          if (err instanceof OtpError) return { type: "otp_request", ok: false, error: err.code };
+          throw err;
+        }
+      case "otp_check":
+        try {
+          const { verification, valid } = await this.deps.verifications.check(who, { to: e.to, purpose: e.purpose, code: e.code });
+          if (valid) return { type: "otp_check", status: "approved" };
+          if (verification.status === "max_attempts_reached") return { type: "otp_check", status: "locked" };
+          return { type: "otp_check", status: "wrong", attemptsLeft: verification.maxAttempts - verification.attempts };
+        } catch (err) {
+          if (err instanceof OtpError && err.code === "verification_not_found") return { type: "otp_check", status: "expired" };
+          if (err instanceof OtpError && err.code === "rate_limited") return { type: "otp_check", status: "locked" };
+          throw err;
+        }
+      case "pin_set": {
+        const r = await this.deps.pins.set(this.deps.prisma, { tenantId: ctx.tenant.id, contactId: ctx.contact.id, pin: e.pin });
+        return r.ok ? { type: "pin_set", ok: true } : { type: "pin_set", ok: false, reason: r.message };
+      }
+      case "pin_check": {
+        const r = await this.deps.pins.verify(this.deps.prisma, { tenantId: ctx.tenant.id, contactId: ctx.contact.id, pin: e.pin });
+        return r.status === "wrong" ? { type: "pin_check", status: "wrong", attemptsLeft: r.attemptsLeft } : { type: "pin_check", status: r.status };
+      }
+      case "http": {
+        const settings = readSettings(ctx.tenant.settings);
+        const secret = callbackSecret(this.deps.keyring, ctx.tenant.settings);
+        if (!secret) return { type: "http", ok: false, error: "no_signing_secret" };
+        const r = await callBusinessEndpoint({
+          url: e.url,
+          method: e.method,
+          body: { contact: { id: ctx.contact.id, phone: ctx.contact.phoneE164, name: ctx.contact.profileName }, variables: e.variables },
+          timeoutMs: e.timeoutMs,
+          allowedHosts: settings.flows.httpAllowedHosts,
+          secret,
+          flow: def.name,
+          step: e.step,
+          tenantId: ctx.tenant.id,
+          now: ctx.now,
+        });
+        return r.ok ? { type: "http", ok: true, data: r.data } : { type: "http", ok: false, error: r.error };
+      }
+    }
+  }
+}
+
+function ended() {
+  return { flow: null, flowVersion: null, step: null, variables: {}, expiresAt: null, state: {}, handoffAt: null } as NonNullable<RouteResult["session"]>;
+}
+
+function countryOf(phone: string | null | undefined): string | undefined {
+  if (!phone) return undefined;
+  try {
+    return normalizeNumber(phone).country;
+  } catch {
+    return undefined;
+  }
+}
+
+function pickLocale(texts: Record<"en_US" | "es" | "pt_BR", string>, locale: string): string {
+  if (locale.startsWith("es")) return texts.es;
+  if (locale.startsWith("pt")) return texts.pt_BR;
+  return texts.en_US;
+}

@@ -1,0 +1,126 @@
+import express, { Router, type Request } from "express";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import type { PrismaClient } from "../db/prisma";
+import { FlowNotFoundError, type FlowStore } from "../flows/flow-store";
+import { parseFlowText, validateFlow, type FlowError } from "../flows/schema";
+import { requireScope } from "./auth";
+import { ApiError } from "./errors";
+
+const BODY_LIMIT = "1mb";
+const YAML_TYPES = ["application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"];
+const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+const jsonBody = express.json({ limit: BODY_LIMIT });
+const yamlBody = express.text({ type: YAML_TYPES, limit: BODY_LIMIT });
+
+function invalidFlow(errors: FlowError[]): ApiError {
+  return new ApiError(422, "invalid_flow", `The flow definition is not valid: ${errors.length} error${errors.length === 1 ? "" : "s"}`, errors);
+}
+
+function flowNotFound(name: string, version?: number): ApiError {
+  return new ApiError(404, "flow_not_found", version === undefined ? `No flow named '${name}'` : `Flow '${name}' has no version ${version}`);
+}
+
+/**
+ * The flows admin API (mounted under /admin, after authentication): list, read, publish (PUT: JSON or YAML),
+ * versions, rollback, delete. Everything acts on the caller's tenant; the deployment's ADMIN_API_KEY may name
+ * another with `?tenantId=`. Publishes, rollbacks and deletions are audited (in the same transaction, by FlowStore).
+ */
+export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore }): Router {
+  const { prisma, flows } = deps;
+  const router = Router();
+
+  async function tenantOf(req: Request): Promise<string> {
+    const p = req.principal!;
+    const asked = req.query.tenantId;
+    if (asked === undefined || asked === p.tenantId) return p.tenantId;
+    if (typeof asked !== "string" || !z.uuid().safeParse(asked).success || !p.superAdmin) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    const t = await prisma.tenant.findUnique({ where: { id: asked }, select: { id: true } });
+    if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    return t.id;
+  }
+
+  function nameOf(req: Request): string {
+    const name = req.params.name as string;
+    if (!NAME_RE.test(name)) throw flowNotFound(name);
+    return name;
+  }
+
+  router.get("/flows", requireScope("read"), async (req, res) => {
+    const tenantId = await tenantOf(req);
+    res.json({ flows: await flows.list(tenantId) });
+  });
+
+  router.get("/flows/:name", requireScope("read"), async (req, res) => {
+    const tenantId = await tenantOf(req);
+    const name = nameOf(req);
+    let version: number | undefined;
+    if (req.query.version !== undefined) {
+      const v = z.coerce.number().int().min(1).max(2_147_483_647).safeParse(req.query.version);
+      if (!v.success) throw new ApiError(400, "invalid_request", "version must be a positive integer");
+      version = v.data;
+    }
+    const flow = await flows.get(tenantId, name, version);
+    if (!flow) throw (version !== undefined && (await flows.get(tenantId, name)) ? flowNotFound(name, version) : flowNotFound(name));
+    res.json(flow);
+  });
+
+  router.put("/flows/:name", requireScope("admin"), jsonBody, yamlBody, async (req, res) => {
+    const tenantId = await tenantOf(req);
+    const pathName = req.params.name as string;
+    let doc: unknown;
+    if (req.is(YAML_TYPES)) {
+      const text = typeof req.body === "string" ? req.body : "";
+      try {
+        doc = parseYaml(text);
+      } catch {
+        const r = parseFlowText(text, "body.yaml");
+        throw invalidFlow(r.ok ? [{ path: "(root)", message: "not valid YAML" }] : r.errors);
+      }
+    } else if (req.is("application/json") || req.is("+json")) {
+      doc = req.body;
+    } else {
+      throw new ApiError(415, "unsupported_media_type", "Send the definition as application/json or application/yaml");
+    }
+    if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw invalidFlow([{ path: "(root)", message: "a flow definition is an object" }]);
+    const given = (doc as { name?: unknown }).name;
+    if (given === undefined) doc = { ...(doc as object), name: pathName };
+    else if (given !== pathName) throw invalidFlow([{ path: "name", message: `the definition's name ${JSON.stringify(given)} differs from the path's '${pathName}'` }]);
+    const r = validateFlow(doc);
+    if (!r.ok) throw invalidFlow(r.errors);
+    const result = await flows.publish(tenantId, r.flow, req.principal!.actor, "api");
+    res.status(result.created ? 201 : 200).json({ name: result.name, version: result.version });
+  });
+
+  router.get("/flows/:name/versions", requireScope("read"), async (req, res) => {
+    const tenantId = await tenantOf(req);
+    const name = nameOf(req);
+    const versions = await flows.versions(tenantId, name);
+    if (!versions) throw flowNotFound(name);
+    res.json({ name, versions });
+  });
+
+  router.post("/flows/:name/rollback", requireScope("admin"), jsonBody, async (req, res) => {
+    const tenantId = await tenantOf(req);
+    const name = nameOf(req);
+    const body = z.strictObject({ version: z.number().int().min(1) }).safeParse(req.body ?? {});
+    if (!body.success) throw new ApiError(400, "invalid_request", "Send {\"version\": N}: the version to roll back to", body.error.issues.map((i) => ({ path: i.path.join(".") || "body", message: i.message })));
+    try {
+      const result = await flows.rollback(tenantId, name, body.data.version, req.principal!.actor);
+      res.json({ name: result.name, version: result.version, rolledBackTo: body.data.version });
+    } catch (err) {
+      if (err instanceof FlowNotFoundError) throw flowNotFound(name, err.version);
+      throw err;
+    }
+  });
+
+  router.delete("/flows/:name", requireScope("admin"), async (req, res) => {
+    const tenantId = await tenantOf(req);
+    const name = nameOf(req);
+    if (!(await flows.delete(tenantId, name, req.principal!.actor))) throw flowNotFound(name);
+    res.json({ name, deleted: true });
+  });
+
+  return router;
+}
