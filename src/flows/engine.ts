@@ -75,13 +75,16 @@ export interface EngineOutput {
   secretInput: boolean;
 }
 
-/** Loop guard: a flow that moves this many steps without waiting is stopped (a goto cycle). */
-const MAX_STEPS = 100;
+/** Loop guards: a run stops after this many steps, or when one step is entered this often (a goto cycle). */
+const MAX_STEPS = 1000;
+const MAX_VISITS_PER_STEP = 10;
 
 const DEFAULTS = {
   invalid: { en_US: "Sorry, that doesn't look right.", es: "Perdona, eso no parece correcto.", pt_BR: "Desculpe, isso não parece certo." },
   gaveUp: { en_US: "Let's stop here. Write again whenever you like.", es: "Lo dejamos aquí. Escríbenos cuando quieras.", pt_BR: "Vamos parar por aqui. Escreva quando quiser." },
   wrongCode: { en_US: "That code is not right. {{tries}} left.", es: "Ese código no es correcto. Intentos restantes: {{tries}}.", pt_BR: "Esse código não está certo. Tentativas restantes: {{tries}}." },
+  wrongCodeNoCount: { en_US: "That code is not right.", es: "Ese código no es correcto.", pt_BR: "Esse código não está certo." },
+  pinWrongNoCount: { en_US: "Wrong PIN.", es: "PIN incorrecto.", pt_BR: "PIN incorreto." },
   expired: { en_US: "That code has expired.", es: "Ese código ha caducado.", pt_BR: "Esse código expirou." },
   locked: { en_US: "Too many wrong attempts. Please try again later.", es: "Demasiados intentos fallidos. Inténtalo más tarde.", pt_BR: "Tentativas erradas demais. Tente mais tarde." },
   notACode: { en_US: "Please send the code as digits.", es: "Envía el código en dígitos, por favor.", pt_BR: "Envie o código em dígitos, por favor." },
@@ -147,10 +150,14 @@ class Run {
   /** Runs steps from `id` until one waits or the flow ends. */
   private go(id: string | undefined): EngineOutput {
     let next = id;
+    const visits = new Map<string, number>();
     for (let n = 0; n < MAX_STEPS; n++) {
       if (!next) return this.out(true);
       const s = this.byId.get(next);
       if (!s) return this.out(true);
+      const seen = (visits.get(s.id) ?? 0) + 1;
+      if (seen > MAX_VISITS_PER_STEP) return this.out(true);
+      visits.set(s.id, seen);
       this.state.step = s.id;
       this.state.wait = null;
       const result = this.enter(s);
@@ -241,11 +248,13 @@ class Run {
         this.send(s.id, s); // show the options again
         return this.out();
       }
-      this.state.vars[`${s.id}_choice`] = target.id;
+      this.state.vars[choiceVar(s.id)] = target.id;
       return this.go(target.next ?? s.next);
     }
     if (wait.kind === "input" && s.type === "ask") return this.onAnswer(s, text, replyId, wait.retries);
     if (wait.kind === "otp_code" && (s.type === "otp_verify")) {
+      // whatever is typed here may hold the code: the message is stored redacted either way
+      this.secretInput = true;
       const code = text?.replace(/[\s-]/g, "") ?? "";
       if (!/^\d{4,10}$/.test(code)) {
         this.sendText(s.id, this.text(DEFAULTS.notACode));
@@ -325,7 +334,7 @@ class Run {
         if (r.status === "approved") return this.go(s.approved);
         if (r.status === "wrong") {
           if (s.wrong) return this.go(s.wrong);
-          this.sendText(s.id, this.text(DEFAULTS.wrongCode, { tries: r.attemptsLeft ?? "" }));
+          this.sendText(s.id, r.attemptsLeft === undefined ? this.text(DEFAULTS.wrongCodeNoCount) : this.text(DEFAULTS.wrongCode, { tries: r.attemptsLeft }));
           this.state.wait = { kind: "otp_code" };
           return this.out();
         }
@@ -347,7 +356,7 @@ class Run {
         if (r.status === "approved") return this.go(s.approved);
         if (r.status === "wrong") {
           if (s.wrong) return this.go(s.wrong);
-          this.sendText(s.id, this.text(DEFAULTS.pinWrong, { tries: r.attemptsLeft ?? "" }));
+          this.sendText(s.id, r.attemptsLeft === undefined ? this.text(DEFAULTS.pinWrongNoCount) : this.text(DEFAULTS.pinWrong, { tries: r.attemptsLeft }));
           this.state.wait = { kind: "pin" };
           return this.out();
         }
@@ -493,7 +502,17 @@ export function matches(c: Condition, vars: Record<string, unknown>): boolean {
       return false;
     }
   }
-  if (c.gt !== undefined && !(Number(v) > c.gt)) return false;
-  if (c.lt !== undefined && !(Number(v) < c.lt)) return false;
+  if (c.gt !== undefined || c.lt !== undefined) {
+    // an empty or missing value is no number (Number("") would be 0)
+    const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : NaN;
+    if (!Number.isFinite(n)) return false;
+    if (c.gt !== undefined && !(n > c.gt)) return false;
+    if (c.lt !== undefined && !(n < c.lt)) return false;
+  }
   return true;
+}
+
+/** The variable a reply to a send step's buttons is kept in: `<step id>_choice`, with - and . as _. */
+export function choiceVar(stepId: string): string {
+  return `${stepId.replace(/[^A-Za-z0-9_]/g, "_")}_choice`;
 }

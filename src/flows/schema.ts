@@ -8,6 +8,18 @@ import { z } from "zod";
  * is valid and does what it says. The full reference is docs/flows.md.
  */
 
+const regex = z
+  .string()
+  .max(500)
+  .refine((p) => {
+    try {
+      new RegExp(p, "i");
+      return true;
+    } catch {
+      return false;
+    }
+  }, "not a valid regular expression");
+
 const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits and _.- (at most 64)");
 const varName = z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/, "a variable name: letters, digits and _, not starting with a digit");
 
@@ -85,9 +97,13 @@ export const askStep = z.strictObject({
   text: localizedText,
   input: z.discriminatedUnion("type", [
     z.strictObject({ type: z.literal("choice"), choices: z.array(z.strictObject({ id: z.string().min(1).max(200), title: localizedText, value: z.string().max(200).optional(), next })).min(1).max(10) }),
-    z.strictObject({ type: z.literal("digits"), min: z.number().int().min(1).max(64).default(1), max: z.number().int().min(1).max(64).default(64) }),
+    z
+      .strictObject({ type: z.literal("digits"), min: z.number().int().min(1).max(64).default(1), max: z.number().int().min(1).max(64).default(64) })
+      .refine((i) => i.min <= i.max, { message: "min must not exceed max", path: ["min"] }),
     z.strictObject({ type: z.literal("email") }),
-    z.strictObject({ type: z.literal("text"), min: z.number().int().min(0).max(4096).default(1), max: z.number().int().min(1).max(4096).default(1024), pattern: z.string().max(500).optional() }),
+    z
+      .strictObject({ type: z.literal("text"), min: z.number().int().min(0).max(4096).default(1), max: z.number().int().min(1).max(4096).default(1024), pattern: regex.optional() })
+      .refine((i) => i.min <= i.max, { message: "min must not exceed max", path: ["min"] }),
   ]),
   /** the variable the answer is saved in */
   save: varName,
@@ -104,7 +120,7 @@ const condition = z.strictObject({
   var: z.string().min(1).max(100),
   equals: z.union([z.string(), z.number(), z.boolean()]).optional(),
   in: z.array(z.union([z.string(), z.number()])).optional(),
-  matches: z.string().max(500).optional(),
+  matches: regex.optional(),
   exists: z.boolean().optional(),
   gt: z.number().optional(),
   lt: z.number().optional(),
@@ -220,6 +236,7 @@ export function validateFlow(input: unknown): FlowValidation {
   }
   const rawSteps = Array.isArray((input as { steps?: unknown })?.steps) ? ((input as { steps: unknown[] }).steps) : [];
   const steps: Step[] = [];
+  const parsedAt = new Map<number, Step>();
   rawSteps.forEach((raw, i) => {
     const type = (raw as { type?: unknown })?.type;
     if (typeof type !== "string" || !(STEP_TYPES as readonly string[]).includes(type)) {
@@ -235,20 +252,22 @@ export function validateFlow(input: unknown): FlowValidation {
       return;
     }
     steps.push(parsed.data);
+    parsedAt.set(i, parsed.data);
   });
-  if (errors.length > 0 || !doc.success) return { ok: false, errors: dedupe(errors) };
-
-  // cross-references: unique ids, every target exists, start exists
+  // cross-references, reported alongside every other mistake: unique ids, every target exists, start exists
   const ids = new Map<string, number>();
-  steps.forEach((s, i) => {
-    if (ids.has(s.id)) errors.push({ path: `steps[${i}].id`, message: `duplicate step id '${s.id}' (also steps[${ids.get(s.id)}])` });
-    else ids.set(s.id, i);
+  rawSteps.forEach((raw, i) => {
+    const sid = (raw as { id?: unknown })?.id;
+    if (typeof sid !== "string") return;
+    if (ids.has(sid)) errors.push({ path: `steps[${i}].id`, message: `duplicate step id '${sid}' (also steps[${ids.get(sid)}])` });
+    else ids.set(sid, i);
   });
-  steps.forEach((s, i) => {
+  parsedAt.forEach((s, i) => {
     for (const t of targets(s)) if (!ids.has(t.id)) errors.push({ path: pathOf(["steps", i, ...t.path]), message: `no step with id '${t.id}'` });
   });
-  if (doc.data.start && !ids.has(doc.data.start)) errors.push({ path: "start", message: `no step with id '${doc.data.start}'` });
-  if (errors.length > 0) return { ok: false, errors };
+  const start = (input as { start?: unknown })?.start;
+  if (typeof start === "string" && !ids.has(start)) errors.push({ path: "start", message: `no step with id '${start}'` });
+  if (errors.length > 0 || !doc.success) return { ok: false, errors: dedupe(errors) };
   return { ok: true, flow: { ...doc.data, steps } };
 }
 

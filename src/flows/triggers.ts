@@ -14,7 +14,7 @@ export interface TriggerInput {
 }
 
 function norm(s: string): string {
-  return s.trim().toLowerCase().normalize("NFC");
+  return s.trim().replace(/\s+/g, " ").toLowerCase().normalize("NFC");
 }
 
 function keywordHit(t: Extract<Trigger, { type: "keyword" }>, text: string): boolean {
