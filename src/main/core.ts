@@ -8,6 +8,7 @@ import { createIngest, type Ingest } from "../ingest/ingest";
 import { Mailboxes } from "../ingest/mailbox";
 import { Outbox } from "../messaging/outbox";
 import { createLogger, type Logger } from "../observability/logger";
+import { createMetrics, type Metrics } from "../observability/metrics"; // ops: metrics
 import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob } from "../queues/jobs";
 import { EventPublisher } from "../events/publisher";
 import { OtpDeliveryPlanner } from "../otp/delivery.planner";
@@ -59,6 +60,8 @@ export interface Core {
   verifications: VerificationService;
   flows: FlowStore;
   pins: PinService;
+  /** ops: this process's Prometheus registry and instruments (docs/metrics.md) */
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -67,6 +70,8 @@ export interface CoreOptions {
   clock?: Clock;
   /** handlers tried before the greeting fallback */
   handlers?: MessageHandler[];
+  /** ops: default process metrics in the registry (default true) */
+  defaultMetrics?: boolean;
 }
 
 export function buildCore(config: Config, opts: CoreOptions = {}): Core {
@@ -107,10 +112,12 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
   const router = new Router([otpChatHandler({ verifications, delivery: planner }), flowHandler, ...(opts.handlers ?? []), greetingHandler]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
+  // ops: one Prometheus registry per process; queue depths and DB-derived gauges are read at scrape time
+  const metrics = createMetrics({ logger, queues, db: prisma, defaultMetrics: opts.defaultMetrics });
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, pins,
+    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, pins, metrics,
     async close() {
       senders.close();
       await Promise.allSettled(Object.values(queues).map((q) => q.close()));

@@ -5,6 +5,7 @@ import { adminRoutes } from "../http/admin.routes";
 import { createHttpApp } from "../http/app";
 import { authenticate } from "../http/auth";
 import { flowsRoutes } from "../http/flows.routes";
+import { metricsRoutes } from "../http/metrics.routes"; // ops
 import { openApiRoutes } from "../http/openapi.routes";
 import { providerStatusRoutes } from "../http/provider-status.routes";
 import { verifyRoutes } from "../http/verify.routes";
@@ -22,7 +23,9 @@ export async function startHttp(
   opts: { port?: number; host?: string; mount?: RequestHandler[]; onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"] } = {},
 ): Promise<RunningServer> {
   const app = createHttpApp({
-    mount: [...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
+    // ops: GET /metrics (admin key) before the APIs
+    mount: [metricsRoutes({ metrics: core.metrics, adminApiKey: core.config.ADMIN_API_KEY }), ...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
+    metrics: core.metrics, // ops: webhook outcome counter
     ingest: core.ingest,
     verifyToken: core.config.WHATSAPP_VERIFY_TOKEN,
     bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES,

@@ -67,6 +67,7 @@ export async function startWorkers(
     businessName: config.BUSINESS_NAME,
   });
   const workers: Worker[] = [inbound, outbound, statuses, events, otp];
+  for (const w of workers) core.metrics.observeWorker(w); // ops: wabot_job_duration_seconds
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
   // The outbox sweeper repairs the rare crash between a reply's commit and its job being written.
