@@ -97,6 +97,9 @@ const DEFAULTS = {
 
 export const REDACTED = "[redacted]";
 
+/** Variables the engine sets itself to report an outcome; not business data. */
+export const INTERNAL_VARS = new Set(["otp_status", "otp_error", "pin_status", "http_error"]);
+
 export function startState(def: FlowDefinition, version: number, vars: Record<string, unknown> = {}): EngineState {
   return { flow: def.name, version, step: null, vars: { ...def.variables, ...vars }, wait: null };
 }
@@ -204,9 +207,10 @@ class Run {
         this.state.wait = { kind: "pin" };
         return "wait";
       case "http": {
-        const names = s.body ?? Object.keys(this.state.vars);
+        // the engine's own bookkeeping (otp_status, pin_status, …) and secret answers are never sent
+        const names = (s.body ?? Object.keys(this.state.vars)).filter((k) => !INTERNAL_VARS.has(k));
         const variables = Object.fromEntries(names.filter((k) => this.state.vars[k] !== REDACTED).map((k) => [k, this.state.vars[k] ?? null]));
-        return this.waitFor({ type: "http", url: s.url, method: s.method, variables, timeoutMs: s.timeoutMs, step: s.id });
+        return this.waitFor({ type: "http", url: render(s.url, this.ctx.locale, this.vars), method: s.method, variables, timeoutMs: s.timeoutMs, step: s.id });
       }
       case "handoff":
         if (s.text) this.sendText(s.id, this.text(s.text));

@@ -11,6 +11,7 @@ import { normalizeNumber } from "../otp/phone";
 import type { VerificationService } from "../otp/verification.service";
 import type { PinService } from "../pin/pin.service";
 import type { Keyring } from "../shared/crypto";
+import { SecretInDataError } from "../shared/no-secrets";
 import { readSettings } from "../tenants/settings";
 import { step as engineStep, startState, type Effect, type EffectResult, type EngineContext, type EngineInput, type EngineOutput, type EngineState } from "./engine";
 import type { FlowStore } from "./flow-store";
@@ -82,14 +83,19 @@ export class FlowHandler implements MessageHandler {
     const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
     const engineCtx = this.context(ctx, locale, settings.flows.defaultLocale);
     const word = text?.trim().toLowerCase() ?? "";
+    // global commands are typed words: a button that happens to be titled "Cancel" is the button's
+    const typed = ctx.message.type === "text";
 
     const running = session.flow && session.step && session.flowVersion !== null && (!session.expiresAt || session.expiresAt > ctx.now);
     if (running) {
-      if ((GLOBAL_COMMANDS.cancel as readonly string[]).includes(word)) {
+      if (typed && (GLOBAL_COMMANDS.cancel as readonly string[]).includes(word)) {
         return { replies: [{ type: "text", text: { body: pickLocale(CANCELED, locale), preview_url: false } }], session: ended() };
       }
       const def = await this.deps.flows.definitionAt(ctx.tenant.id, session.flow!, session.flowVersion!);
-      const menuOrHelp = (GLOBAL_COMMANDS.menu as readonly string[]).includes(word) || (GLOBAL_COMMANDS.help as readonly string[]).includes(word);
+      const menuOrHelp =
+        typed &&
+        ((GLOBAL_COMMANDS.menu as readonly string[]).includes(word) || (GLOBAL_COMMANDS.help as readonly string[]).includes(word)) &&
+        matchTrigger(await this.deps.flows.liveDefinitions(ctx.tenant.id), { text, replyId: null, isNewContact: false }) !== null;
       if (def && !menuOrHelp) {
         const state: EngineState = {
           flow: session.flow!,
@@ -157,6 +163,11 @@ export class FlowHandler implements MessageHandler {
       out = engineStep(current, out.state, { kind: "result", result }, engineCtx);
     }
     const s = out.state;
+    // a flow may set the conversation language: `set: {locale: "es"}`
+    const chosen = s.vars.locale;
+    if (typeof chosen === "string" && /^[a-z]{2,3}(_[A-Z]{2})?$/.test(chosen) && chosen !== ctx.contact.locale) {
+      await this.deps.prisma.contact.update({ where: { id: ctx.contact.id }, data: { locale: chosen } });
+    }
     return {
       replies,
       redactInbound: secret,
@@ -208,18 +219,25 @@ export class FlowHandler implements MessageHandler {
         const settings = readSettings(ctx.tenant.settings);
         const secret = callbackSecret(this.deps.keyring, ctx.tenant.settings);
         if (!secret) return { type: "http", ok: false, error: "no_signing_secret" };
-        const r = await callBusinessEndpoint({
-          url: e.url,
-          method: e.method,
-          body: { contact: { id: ctx.contact.id, phone: ctx.contact.phoneE164, name: ctx.contact.profileName }, variables: e.variables },
-          timeoutMs: e.timeoutMs,
-          allowedHosts: settings.flows.httpAllowedHosts,
-          secret,
-          flow: def.name,
-          step: e.step,
-          tenantId: ctx.tenant.id,
-          now: ctx.now,
-        });
+        let r;
+        try {
+          r = await callBusinessEndpoint({
+            url: e.url,
+            method: e.method,
+            body: { contact: { id: ctx.contact.id, phone: ctx.contact.phoneE164, name: ctx.contact.profileName }, variables: e.variables },
+            timeoutMs: e.timeoutMs,
+            allowedHosts: settings.flows.httpAllowedHosts,
+            secret,
+            flow: def.name,
+            step: e.step,
+            tenantId: ctx.tenant.id,
+            now: ctx.now,
+          });
+        } catch (err) {
+          // a variable that looks like a secret is never sent: the step takes its error branch
+          if (err instanceof SecretInDataError) return { type: "http", ok: false, error: "secret_in_variables" };
+          throw err;
+        }
         return r.ok ? { type: "http", ok: true, data: r.data } : { type: "http", ok: false, error: r.error };
       }
     }
