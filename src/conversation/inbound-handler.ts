@@ -1,11 +1,12 @@
-import { createHash } from "node:crypto";
-import { Prisma, transaction, type PrismaClient, type Tx } from "../db/prisma";
+import { createHash, randomUUID } from "node:crypto";
+import { transaction, type PrismaClient, type Tx } from "../db/prisma";
+import { prismaLocks, prismaQueryable, sqlFor, type Queryable, type Sql } from "../db/sql";
 import type { InboundItem } from "../ingest/envelope";
 import { Outbox } from "../messaging/outbox";
 import { maskPhone, type Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
 import type { TenantDirectory } from "../tenants/tenant-directory";
-import { upsertContact } from "./contacts";
+import type { ContactRow } from "./contacts";
 import type { Router, SessionState } from "./router";
 
 export type HandleOutcome =
@@ -30,9 +31,13 @@ export function contactLockKey(phoneNumberId: string, contactKey: string): bigin
  * session. Replies are dispatched to the outbound queue after commit.
  */
 export class InboundHandler {
+  private readonly sql: Sql;
+
   constructor(
-    private readonly deps: { prisma: PrismaClient; tenants: TenantDirectory; router: Router; outbox: Outbox; clock: Clock; logger: Logger },
-  ) {}
+    private readonly deps: { prisma: PrismaClient; tenants: TenantDirectory; router: Router; outbox: Outbox; clock: Clock; logger: Logger; sql?: Sql },
+  ) {
+    this.sql = deps.sql ?? sqlFor(deps.prisma);
+  }
 
   async handle(item: InboundItem): Promise<HandleOutcome> {
     const { prisma, tenants, router, outbox, clock, logger } = this.deps;
@@ -41,47 +46,40 @@ export class InboundHandler {
       logger.warn({ phoneNumberId: item.phoneNumberId, wamid: item.message.id }, "message for an unknown business number dropped");
       return { kind: "unknown_tenant" };
     }
-    const outcome = await transaction(prisma, async (tx): Promise<HandleOutcome> => {
-      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${contactLockKey(item.phoneNumberId, item.contactKey)})`;
+    const lock = { lockKey: contactLockKey(item.phoneNumberId, item.contactKey) };
+
+    const body = async (q: Queryable, tx: Tx): Promise<HandleOutcome> => {
       const now = clock.now();
       const sentAt = item.message.timestamp ? new Date(Number(item.message.timestamp) * 1000) : new Date(item.receivedAt);
-      const { contact, created } = await upsertContact(tx, tenant.id, item, sentAt);
+      const claim = await claimInbound(q, tenant.id, item, sentAt);
+      if (!claim.claimed) return { kind: "duplicate" };
+      const { contact, created, session } = claim;
 
-      const claimed = await tx.message.createMany({
-        data: [
-          {
-            tenantId: tenant.id,
-            contactId: contact.id,
-            direction: "inbound",
-            wamid: item.message.id,
-            type: item.message.type,
-            payload: item.message as Prisma.InputJsonValue,
-            status: "received",
-            timestamp: sentAt,
-          },
-        ],
-        skipDuplicates: true,
-      });
-      if (claimed.count === 0) return { kind: "duplicate" };
-
-      const session = await loadSession(tx, tenant.id, contact.id);
       const result = await router.route({ tx, tenant, contact, isNewContact: created, message: item.message, session, now });
-      if (result.session) await saveSession(tx, session, result.session);
+      if (result.session) await saveSession(q, session, result.session);
       if (result.redactInbound) {
         // the clear text never commits: the row was inserted in this same transaction
-        await tx.message.updateMany({
-          where: { tenantId: tenant.id, wamid: item.message.id },
-          data: { payload: redactPayload(item.message) as Prisma.InputJsonValue },
-        });
+        await q.execute(REDACT_INBOUND, [tenant.id, item.message.id, JSON.stringify(redactPayload(item.message)), new Date()]);
       }
-      const outbound = await Outbox.create(tx, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now });
+      // the last statement of the transaction: COMMIT goes with it
+      const outbound = await Outbox.insert(q, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now }, { commit: true });
       return { kind: "handled", outbound, handler: result.handler, afterCommit: result.afterCommit };
-    });
+    };
+
+    // Plain SQL unless a handler may need the Prisma transaction for this message (codes, "not me", custom handlers).
+    const outcome = router.usesTx(item.message)
+      ? await transaction(prisma, async (tx) => {
+          await prismaLocks(tx, lock);
+          return body(prismaQueryable(tx), tx);
+        })
+      : await this.sql.transaction((q) => body(q, NO_PRISMA_TX), lock);
 
     if (outcome.kind === "handled") {
       await outbox.dispatch(outcome.outbound);
       await outcome.afterCommit?.();
-      logger.debug({ wamid: item.message.id, from: maskPhone(item.contactKey), handler: outcome.handler, replies: outcome.outbound.length }, "message handled");
+      if (logger.isLevelEnabled("debug")) {
+        logger.debug({ wamid: item.message.id, from: maskPhone(item.contactKey), handler: outcome.handler, replies: outcome.outbound.length }, "message handled");
+      }
     } else if (outcome.kind === "duplicate") {
       logger.info({ wamid: item.message.id }, "redelivered message ignored");
     }
@@ -89,34 +87,177 @@ export class InboundHandler {
   }
 }
 
-async function loadSession(tx: Tx, tenantId: string, contactId: string): Promise<SessionState> {
-  const row =
-    (await tx.session.findUnique({ where: { contactId } })) ?? (await tx.session.create({ data: { tenantId, contactId } }));
+/** What handlers get as `ctx.tx` on the plain SQL path: every handler there said it would not use it. */
+const NO_PRISMA_TX = new Proxy({} as Tx, {
+  get(_target, prop) {
+    throw new Error(`ctx.tx.${String(prop)} used by a handler whose usesTx() returned false`);
+  },
+});
+
+const REDACT_INBOUND = {
+  name: "inbound_redact",
+  text: `UPDATE messages SET payload = $3::jsonb, updated_at = $4::timestamptz WHERE tenant_id = $1::uuid AND wamid = $2::text`,
+};
+
+/**
+ * One statement: find or create the contact (by BSUID and/or wa_id, oldest first, missing keys filled in),
+ * claim the wamid (the inbound row; nothing if it exists) and, if claimed, load or create the contact's session.
+ */
+const CLAIM_INBOUND = {
+  name: "inbound_claim",
+  text: `WITH existing AS (
+  SELECT id FROM contacts
+   WHERE tenant_id = $1::uuid AND (user_id = $2::text OR wa_id = $3::text)
+   ORDER BY created_at ASC LIMIT 1
+), upd AS (
+  UPDATE contacts c SET
+    wa_id = COALESCE(c.wa_id, $3::text),
+    user_id = COALESCE(c.user_id, $2::text),
+    phone_e164 = COALESCE(c.phone_e164, $4::text),
+    profile_name = COALESCE($5::text, c.profile_name),
+    username = COALESCE($6::text, c.username),
+    last_inbound_at = GREATEST(c.last_inbound_at, $7::timestamptz),
+    updated_at = $8::timestamptz
+  FROM existing e WHERE c.id = e.id
+  RETURNING c.id, c.wa_id, c.user_id, c.phone_e164, c.profile_name, c.locale, c.last_inbound_at, false AS created
+), ins AS (
+  INSERT INTO contacts (id, tenant_id, wa_id, user_id, phone_e164, profile_name, username, last_inbound_at, updated_at)
+  SELECT $9::uuid, $1::uuid, $3::text, $2::text, $4::text, $5::text, $6::text, $7::timestamptz, $8::timestamptz
+   WHERE NOT EXISTS (SELECT 1 FROM existing)
+  RETURNING id, wa_id, user_id, phone_e164, profile_name, locale, last_inbound_at, true AS created
+), contact AS (
+  SELECT * FROM upd UNION ALL SELECT * FROM ins
+), claim AS (
+  INSERT INTO messages (id, tenant_id, contact_id, direction, wamid, type, payload, status, timestamp, updated_at)
+  SELECT $10::uuid, $1::uuid, contact.id, 'inbound'::"Direction", $11::text, $12::text, $13::jsonb, 'received'::"MessageStatus", $7::timestamptz, $8::timestamptz
+    FROM contact
+  ON CONFLICT DO NOTHING
+  RETURNING id
+), old_session AS (
+  SELECT s.id, s.flow, s.flow_version, s.step, s.variables, s.state, s.expires_at, s.handoff_at, s.version
+    FROM sessions s JOIN contact ON s.contact_id = contact.id
+), new_session AS (
+  INSERT INTO sessions (id, tenant_id, contact_id, updated_at)
+  SELECT $14::uuid, $1::uuid, contact.id, $8::timestamptz FROM contact
+   WHERE EXISTS (SELECT 1 FROM claim) AND NOT EXISTS (SELECT 1 FROM old_session)
+  ON CONFLICT (contact_id) DO NOTHING
+  RETURNING id, flow, flow_version, step, variables, state, expires_at, handoff_at, version
+), session AS (
+  SELECT * FROM old_session UNION ALL SELECT * FROM new_session
+)
+SELECT contact.id::text AS id, contact.wa_id, contact.user_id, contact.phone_e164, contact.profile_name, contact.locale,
+       contact.last_inbound_at, contact.created, EXISTS (SELECT 1 FROM claim) AS claimed,
+       session.id::text AS s_id, session.flow AS s_flow, session.flow_version AS s_flow_version, session.step AS s_step,
+       session.variables AS s_variables, session.state AS s_state, session.expires_at AS s_expires_at,
+       session.handoff_at AS s_handoff_at, session.version AS s_version
+  FROM contact LEFT JOIN session ON true`,
+};
+
+const LOAD_SESSION = {
+  name: "inbound_session",
+  text: `SELECT id::text AS s_id, flow AS s_flow, flow_version AS s_flow_version, step AS s_step, variables AS s_variables,
+       state AS s_state, expires_at AS s_expires_at, handoff_at AS s_handoff_at, version AS s_version
+       FROM sessions WHERE contact_id = $1::uuid`,
+};
+
+interface SessionColumns {
+  s_id: string | null;
+  s_flow: string | null;
+  s_flow_version: number | null;
+  s_step: string | null;
+  s_variables: unknown;
+  s_state: unknown;
+  s_expires_at: Date | null;
+  s_handoff_at: Date | null;
+  s_version: number | null;
+}
+
+type ClaimRow = SessionColumns & {
+  id: string;
+  wa_id: string | null;
+  user_id: string | null;
+  phone_e164: string | null;
+  profile_name: string | null;
+  locale: string | null;
+  last_inbound_at: Date | null;
+  created: boolean;
+  claimed: boolean;
+};
+
+type Claim = { claimed: false } | { claimed: true; contact: ContactRow; created: boolean; session: SessionState };
+
+/** Inside the caller's transaction, after the contact lock: contact upsert + wamid claim + session, one round trip. */
+async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, at: Date): Promise<Claim> {
+  const waId = item.message.from ?? item.contact?.wa_id ?? null;
+  const userId = item.message.from_user_id ?? item.contact?.user_id ?? null;
+  const [row] = await q.query<ClaimRow>(CLAIM_INBOUND, [
+    tenantId,
+    userId,
+    waId,
+    waId ? `+${waId}` : null,
+    item.contact?.profile?.name ?? null,
+    item.contact?.profile?.username ?? null,
+    at,
+    new Date(),
+    randomUUID(),
+    randomUUID(),
+    item.message.id,
+    item.message.type,
+    JSON.stringify(item.message),
+    randomUUID(),
+  ]);
+  if (!row) throw new Error("contact upsert returned no row");
+  if (!row.claimed) return { claimed: false };
+  let s: SessionColumns = row;
+  if (s.s_id === null) {
+    // a session created concurrently (ON CONFLICT DO NOTHING): it is visible to the next statement
+    const [again] = await q.query<SessionColumns>(LOAD_SESSION, [row.id]);
+    if (!again) throw new Error("session could not be created");
+    s = again;
+  }
   return {
-    id: row.id,
-    flow: row.flow,
-    flowVersion: row.flowVersion,
-    step: row.step,
-    variables: (row.variables ?? {}) as Record<string, unknown>,
-    expiresAt: row.expiresAt,
-    version: row.version,
+    claimed: true,
+    created: row.created,
+    contact: {
+      id: row.id,
+      waId: row.wa_id,
+      userId: row.user_id,
+      phoneE164: row.phone_e164,
+      profileName: row.profile_name,
+      locale: row.locale,
+      lastInboundAt: row.last_inbound_at,
+    },
+    session: {
+      id: s.s_id!,
+      flow: s.s_flow,
+      flowVersion: s.s_flow_version,
+      step: s.s_step,
+      variables: (s.s_variables ?? {}) as Record<string, unknown>,
+      state: (s.s_state ?? {}) as Record<string, unknown>,
+      expiresAt: s.s_expires_at,
+      handoffAt: s.s_handoff_at,
+      version: s.s_version ?? 0,
+    },
   };
 }
 
 /** Optimistic lock: the update applies only if nobody saved the session since it was read. */
-async function saveSession(tx: Tx, before: SessionState, change: NonNullable<import("./router").RouteResult["session"]>): Promise<void> {
-  const res = await tx.session.updateMany({
-    where: { id: before.id, version: before.version },
-    data: {
-      flow: change.flow === undefined ? undefined : change.flow,
-      flowVersion: change.flowVersion === undefined ? undefined : change.flowVersion,
-      step: change.step === undefined ? undefined : change.step,
-      variables: change.variables === undefined ? undefined : (change.variables as Prisma.InputJsonValue),
-      expiresAt: change.expiresAt === undefined ? undefined : change.expiresAt,
-      version: { increment: 1 },
-    },
-  });
-  if (res.count === 0) throw new SessionConflictError();
+async function saveSession(q: Queryable, before: SessionState, change: NonNullable<import("./router").RouteResult["session"]>): Promise<void> {
+  const values: unknown[] = [before.id, before.version, new Date()];
+  const sets = ["version = version + 1", "updated_at = $3::timestamptz"];
+  const set = (column: string, value: unknown, cast: string) => {
+    values.push(value);
+    sets.push(`${column} = $${values.length}::${cast}`);
+  };
+  if (change.flow !== undefined) set("flow", change.flow, "text");
+  if (change.flowVersion !== undefined) set("flow_version", change.flowVersion, "int");
+  if (change.step !== undefined) set("step", change.step, "text");
+  if (change.variables !== undefined) set("variables", JSON.stringify(change.variables), "jsonb");
+  if (change.expiresAt !== undefined) set("expires_at", change.expiresAt, "timestamptz");
+  if (change.state !== undefined) set("state", JSON.stringify(change.state), "jsonb");
+  if (change.handoffAt !== undefined) set("handoff_at", change.handoffAt, "timestamptz");
+  const count = await q.execute(`UPDATE sessions SET ${sets.join(", ")} WHERE id = $1::uuid AND version = $2::int`, values);
+  if (count === 0) throw new SessionConflictError();
 }
 
 /** The stored form of a message that carried a secret: its text replaced, everything else kept. */

@@ -10,7 +10,11 @@ export interface SessionState {
   flowVersion: number | null;
   step: string | null;
   variables: Record<string, unknown>;
+  /** the flow engine's own bookkeeping (what the current step waits for) */
+  state: Record<string, unknown>;
   expiresAt: Date | null;
+  /** handed to a person: the bot stays quiet until released */
+  handoffAt: Date | null;
   version: number;
 }
 
@@ -28,7 +32,7 @@ export interface RouteContext {
 /** What handling produced: replies, in order, and the session as it should be saved (undefined = unchanged). */
 export interface RouteResult {
   replies: OutboundContent[];
-  session?: Partial<Pick<SessionState, "flow" | "flowVersion" | "step" | "variables" | "expiresAt">>;
+  session?: Partial<Pick<SessionState, "flow" | "flowVersion" | "step" | "variables" | "state" | "expiresAt" | "handoffAt">>;
   /** the inbound message carried a secret (a code, a PIN): store it redacted */
   redactInbound?: boolean;
   /** work to hand to the queues once the transaction has committed */
@@ -41,11 +45,22 @@ export interface RouteResult {
  */
 export interface MessageHandler {
   readonly name: string;
+  /**
+   * Whether `handle` may use `ctx.tx` (Prisma) for this message. A handler that answers `false` must not touch
+   * `ctx.tx` for it: the message is then handled on the plain SQL path, without a Prisma transaction.
+   * Absent = it may (the safe default).
+   */
+  usesTx?(message: InboundMessage): boolean;
   handle(ctx: RouteContext): Promise<RouteResult | null>;
 }
 
 export class Router {
   constructor(private readonly handlers: MessageHandler[]) {}
+
+  /** Whether some handler may need the Prisma transaction for this message. */
+  usesTx(message: InboundMessage): boolean {
+    return this.handlers.some((h) => (h.usesTx ? h.usesTx(message) : true));
+  }
 
   async route(ctx: RouteContext): Promise<RouteResult & { handler: string | null }> {
     for (const h of this.handlers) {
@@ -76,6 +91,7 @@ export function textOf(message: InboundMessage): string | null {
  */
 export const greetingHandler: MessageHandler = {
   name: "greeting",
+  usesTx: () => false,
   async handle({ isNewContact, contact, message, tenant }) {
     const text = textOf(message);
     if (text === null) return null;

@@ -41,17 +41,6 @@ export interface FlowHandlerDeps {
   logger: Logger;
 }
 
-/** A flow's state as kept in the session row: step and variables in their columns, the engine's wait in `state`. */
-export interface StoredFlowState {
-  flow: string | null;
-  flowVersion: number | null;
-  step: string | null;
-  variables: Record<string, unknown>;
-  state: Record<string, unknown>;
-  expiresAt: Date | null;
-  handoffAt?: Date | null;
-}
-
 function replyIdOf(message: InboundMessage): string | null {
   const m = message as Record<string, any>;
   if (message.type === "button") return typeof m.button?.payload === "string" ? m.button.payload : null;
@@ -75,7 +64,7 @@ export class FlowHandler implements MessageHandler {
   }
 
   async handle(ctx: RouteContext): Promise<RouteResult | null> {
-    const session = ctx.session as unknown as StoredFlowState;
+    const session = ctx.session;
     if (session.handoffAt) return { replies: [] }; // with a person: the bot stays quiet
     const text = textOf(ctx.message);
     const replyId = replyIdOf(ctx.message);
@@ -182,7 +171,7 @@ export class FlowHandler implements MessageHandler {
             state: { wait: s.wait },
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
-    } as RouteResult;
+    };
   }
 
   private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>): Promise<EffectResult> {
@@ -244,8 +233,8 @@ export class FlowHandler implements MessageHandler {
   }
 }
 
-function ended() {
-  return { flow: null, flowVersion: null, step: null, variables: {}, expiresAt: null, state: {}, handoffAt: null } as NonNullable<RouteResult["session"]>;
+function ended(): NonNullable<RouteResult["session"]> {
+  return { flow: null, flowVersion: null, step: null, variables: {}, expiresAt: null, state: {}, handoffAt: null };
 }
 
 function countryOf(phone: string | null | undefined): string | undefined {

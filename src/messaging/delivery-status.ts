@@ -1,5 +1,7 @@
 import type { MessageStatus } from "../generated/prisma/enums";
+import { randomUUID } from "node:crypto";
 import type { Tx } from "../db/prisma";
+import { prismaLocks, type Queryable, type QueryOptions, type TransactionOptions } from "../db/sql";
 
 /**
  * Delivery statuses of outbound messages, applied in whatever order Meta produces them (cloud-api.md §5):
@@ -78,24 +80,78 @@ function earliest(a: Date | null, b: Date): Date {
   return a && a.getTime() <= b.getTime() ? a : b;
 }
 
-/** Serialises every writer of one (tenant, wamid) until the end of the transaction. */
+/**
+ * Serialises every writer of one (tenant, wamid) until the end of the transaction: pass it as the transaction's
+ * options (`sql.transaction(fn, wamidLock(…))`), so it is taken in the same round trip as BEGIN.
+ */
+export function wamidLock(tenantId: string, wamid: string): TransactionOptions {
+  return { lockText: `${tenantId}:${wamid}` };
+}
+
+/** The same lock, inside a Prisma transaction. */
 export async function lockWamid(tx: Tx, tenantId: string, wamid: string): Promise<void> {
-  await tx.$queryRaw`SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended(${`${tenantId}:${wamid}`}, 42))) AS l`;
+  await prismaLocks(tx, wamidLock(tenantId, wamid));
 }
 
 interface LockedRow extends Timeline {
   id: string;
+  verificationId: string | null;
 }
 
-async function lockMessage(tx: Tx, tenantId: string, wamid: string): Promise<LockedRow | null> {
-  const rows = await tx.$queryRaw<
-    Array<{ id: string; status: string; sent_at: Date | null; delivered_at: Date | null; read_at: Date | null; failed_at: Date | null; error_code: number | null; error_title: string | null }>
-  >`SELECT id::text AS id, status::text AS status, sent_at, delivered_at, read_at, failed_at, error_code, error_title
-      FROM messages WHERE tenant_id = ${tenantId}::uuid AND wamid = ${wamid} AND direction = 'outbound' FOR UPDATE`;
-  const r = rows[0];
-  if (!r) return null;
+type LockedColumns = {
+  id: string;
+  status: string;
+  verification_id: string | null;
+  sent_at: Date | null;
+  delivered_at: Date | null;
+  read_at: Date | null;
+  failed_at: Date | null;
+  error_code: number | null;
+  error_title: string | null;
+};
+
+const LOCKED_COLUMNS = `id::text AS id, status::text AS status, verification_id::text AS verification_id, sent_at, delivered_at, read_at, failed_at, error_code, error_title`;
+
+const LOCK_MESSAGE = {
+  name: "status_lock_message",
+  text: `SELECT ${LOCKED_COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text AND direction = 'outbound' FOR UPDATE`,
+};
+
+/** Locks the message and, if there is one, records the status event as applied: one round trip. */
+const LOCK_AND_RECORD = {
+  name: "status_lock_and_record",
+  text: `WITH m AS (
+  SELECT ${LOCKED_COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text AND direction = 'outbound' FOR UPDATE
+), ev AS (
+  INSERT INTO status_events (id, tenant_id, wamid, status, timestamp, error_code, error_title, applied)
+  SELECT $3::uuid, $1::uuid, $2::text, $4::text, $5::timestamptz, $6::int, $7::text, true WHERE EXISTS (SELECT 1 FROM m)
+  ON CONFLICT DO NOTHING
+  RETURNING id
+)
+SELECT m.*, EXISTS (SELECT 1 FROM ev) AS inserted FROM m`,
+};
+
+const INSERT_UNAPPLIED = {
+  name: "status_insert_unapplied",
+  text: `INSERT INTO status_events (id, tenant_id, wamid, status, timestamp, error_code, error_title, applied)
+VALUES ($3::uuid, $1::uuid, $2::text, $4::text, $5::timestamptz, $6::int, $7::text, false) ON CONFLICT DO NOTHING`,
+};
+
+const APPLY_STORED = {
+  name: "status_apply_stored",
+  text: `UPDATE status_events SET applied = true WHERE tenant_id = $1::uuid AND wamid = $2::text AND status = $3::text AND applied = false`,
+};
+
+const UPDATE_TIMELINE = {
+  name: "status_update_timeline",
+  text: `UPDATE messages SET status = $2::"MessageStatus", sent_at = $3::timestamptz, delivered_at = $4::timestamptz, read_at = $5::timestamptz,
+       failed_at = $6::timestamptz, error_code = $7::int, error_title = $8::text, updated_at = $9::timestamptz WHERE id = $1::uuid`,
+};
+
+function toLocked(r: LockedColumns): LockedRow {
   return {
     id: r.id,
+    verificationId: r.verification_id,
     status: r.status as MessageStatus,
     sentAt: r.sent_at,
     deliveredAt: r.delivered_at,
@@ -106,7 +162,12 @@ async function lockMessage(tx: Tx, tenantId: string, wamid: string): Promise<Loc
   };
 }
 
-async function writeRow(tx: Tx, before: LockedRow, after: Timeline): Promise<void> {
+async function lockMessage(q: Queryable, tenantId: string, wamid: string): Promise<LockedRow | null> {
+  const [r] = await q.query<LockedColumns>(LOCK_MESSAGE, [tenantId, wamid]);
+  return r ? toLocked(r) : null;
+}
+
+async function writeRow(q: Queryable, before: LockedRow, after: Timeline, opts?: QueryOptions): Promise<void> {
   if (
     before.status === after.status &&
     same(before.sentAt, after.sentAt) &&
@@ -118,18 +179,9 @@ async function writeRow(tx: Tx, before: LockedRow, after: Timeline): Promise<voi
   ) {
     return;
   }
-  await tx.message.update({
-    where: { id: before.id },
-    data: {
-      status: after.status,
-      sentAt: after.sentAt,
-      deliveredAt: after.deliveredAt,
-      readAt: after.readAt,
-      failedAt: after.failedAt,
-      errorCode: after.errorCode,
-      errorTitle: after.errorTitle,
-    },
-  });
+  await q.execute(UPDATE_TIMELINE, [
+    before.id, after.status, after.sentAt, after.deliveredAt, after.readAt, after.failedAt, after.errorCode, after.errorTitle, new Date(),
+  ], opts);
 }
 
 function same(a: Date | null, b: Date | null): boolean {
@@ -137,7 +189,7 @@ function same(a: Date | null, b: Date | null): boolean {
 }
 
 export type ApplyOutcome =
-  | { kind: "applied"; messageId: string; status: MessageStatus }
+  | { kind: "applied"; messageId: string; status: MessageStatus; verificationId: string | null; errorCode: number | null }
   | { kind: "duplicate" }
   /** no message has this wamid yet: the caller retries later (nothing was written) */
   | { kind: "held" }
@@ -145,51 +197,50 @@ export type ApplyOutcome =
   | { kind: "stored_unapplied" };
 
 /**
- * Inside the caller's transaction: records one status webhook and applies it to its message.
- * `final` = the caller will not retry: a status whose message is unknown is then stored unapplied.
+ * Inside the caller's transaction, which holds `wamidLock(tenantId, wamid)`: records one status webhook and applies
+ * it to its message. `final` = the caller will not retry: a status whose message is unknown is then stored unapplied.
+ * `last` = nothing else runs in the transaction after this: its last write carries the COMMIT (one round trip less).
  */
-export async function recordStatus(tx: Tx, tenantId: string, wamid: string, update: StatusUpdate, opts: { final: boolean }): Promise<ApplyOutcome> {
-  await lockWamid(tx, tenantId, wamid);
-  const row = await lockMessage(tx, tenantId, wamid);
-  const event = {
-    tenantId,
-    wamid,
-    status: update.status,
-    timestamp: update.timestamp,
-    errorCode: update.errorCode ?? null,
-    errorTitle: update.errorTitle?.slice(0, 500) ?? null,
-  };
-  if (!row) {
+export async function recordStatus(q: Queryable, tenantId: string, wamid: string, update: StatusUpdate, opts: { final: boolean; last?: boolean }): Promise<ApplyOutcome> {
+  const commit = { commit: opts.last === true };
+  const event = [tenantId, wamid, randomUUID(), update.status, update.timestamp, update.errorCode ?? null, update.errorTitle?.slice(0, 500) ?? null];
+  const [r] = await q.query<LockedColumns & { inserted: boolean }>(LOCK_AND_RECORD, event);
+  if (!r) {
     if (!opts.final) return { kind: "held" };
-    const { count } = await tx.statusEvent.createMany({ data: [{ ...event, applied: false }], skipDuplicates: true });
+    const count = await q.execute(INSERT_UNAPPLIED, event, commit);
     return count === 1 ? { kind: "stored_unapplied" } : { kind: "duplicate" };
   }
-  const { count } = await tx.statusEvent.createMany({ data: [{ ...event, applied: true }], skipDuplicates: true });
-  if (count === 0) {
+  if (!r.inserted) {
     // Seen before. Only a copy stored unapplied (its message was unknown then) still has work to do.
-    const existing = await tx.statusEvent.findUnique({ where: { tenantId_wamid_status: { tenantId, wamid, status: update.status } } });
-    if (!existing || existing.applied) return { kind: "duplicate" };
-    await tx.statusEvent.update({ where: { id: existing.id }, data: { applied: true } });
+    const count = await q.execute(APPLY_STORED, [tenantId, wamid, update.status]);
+    if (count === 0) return { kind: "duplicate" };
   }
+  const row = toLocked(r);
   const next = mergeStatus(row, update);
-  await writeRow(tx, row, next);
-  return { kind: "applied", messageId: row.id, status: next.status };
+  await writeRow(q, row, next, commit);
+  return { kind: "applied", messageId: row.id, status: next.status, verificationId: row.verificationId, errorCode: next.errorCode };
 }
 
+const HELD_STATUSES = {
+  name: "status_held",
+  text: `SELECT id::text AS id, status, timestamp, error_code, error_title FROM status_events
+  WHERE tenant_id = $1::uuid AND wamid = $2::text AND applied = false ORDER BY timestamp ASC`,
+};
+
 /**
- * Inside the send worker's transaction, right after the wamid is stored: applies the statuses that arrived before
- * it (kept unapplied by the status worker), oldest first. Returns how many were applied.
+ * Inside the send worker's transaction (holding `wamidLock`), right after the wamid is stored: applies the statuses
+ * that arrived before it (kept unapplied by the status worker), oldest first. Returns how many were applied.
  */
-export async function applyHeldStatuses(tx: Tx, tenantId: string, wamid: string): Promise<number> {
-  const held = await tx.statusEvent.findMany({ where: { tenantId, wamid, applied: false }, orderBy: { timestamp: "asc" } });
+export async function applyHeldStatuses(q: Queryable, tenantId: string, wamid: string): Promise<number> {
+  const held = await q.query<{ id: string; status: string; timestamp: Date; error_code: number | null; error_title: string | null }>(HELD_STATUSES, [tenantId, wamid]);
   if (held.length === 0) return 0;
-  const row = await lockMessage(tx, tenantId, wamid);
+  const row = await lockMessage(q, tenantId, wamid);
   if (!row) return 0;
   let state: Timeline = row;
   for (const e of held) {
-    state = mergeStatus(state, { status: e.status, timestamp: e.timestamp, errorCode: e.errorCode, errorTitle: e.errorTitle });
+    state = mergeStatus(state, { status: e.status, timestamp: e.timestamp, errorCode: e.error_code, errorTitle: e.error_title });
   }
-  await writeRow(tx, row, state);
-  await tx.statusEvent.updateMany({ where: { id: { in: held.map((e) => e.id) } }, data: { applied: true } });
+  await writeRow(q, row, state);
+  await q.execute(`UPDATE status_events SET applied = true WHERE id = ANY($1::uuid[])`, [held.map((e) => e.id)]);
   return held.length;
 }

@@ -1,6 +1,8 @@
+import { randomUUID } from "node:crypto";
 import type { Queue } from "bullmq";
 import type { PrismaClient, Tx } from "../db/prisma";
 import { Prisma } from "../db/prisma";
+import type { Queryable } from "../db/sql";
 import type { Logger } from "../observability/logger";
 import { jobIds, jobOptions, type OutboundJob } from "../queues/jobs";
 
@@ -52,6 +54,25 @@ export class Outbox {
     return ids;
   }
 
+  /**
+   * Like `create`, with hand-written SQL (the hot path; `q` is the caller's transaction). Ids are made here.
+   * `commit`: these rows are the transaction's last writes; COMMIT goes with the last one (see QueryOptions).
+   */
+  static async insert(
+    q: Queryable,
+    input: { tenantId: string; contactId: string; contents: OutboundContent[]; now: Date; verificationId?: string },
+    opts: { commit?: boolean } = {},
+  ): Promise<string[]> {
+    const ids: string[] = [];
+    for (const [i, content] of input.contents.entries()) {
+      const id = randomUUID();
+      const values = [id, input.tenantId, input.contactId, content.type, JSON.stringify(content), input.now, input.verificationId ?? null, new Date()];
+      await q.execute(INSERT_OUTBOUND, values, { commit: opts.commit && i === input.contents.length - 1 });
+      ids.push(id);
+    }
+    return ids;
+  }
+
   /** After commit: one job per row. */
   async dispatch(messageIds: string[]): Promise<void> {
     if (messageIds.length === 0) return;
@@ -79,3 +100,9 @@ export class Outbox {
     return rows.length;
   }
 }
+
+const INSERT_OUTBOUND = {
+  name: "outbox_insert",
+  text: `INSERT INTO messages (id, tenant_id, contact_id, direction, type, payload, status, timestamp, verification_id, updated_at)
+VALUES ($1::uuid, $2::uuid, $3::uuid, 'outbound'::"Direction", $4::text, $5::jsonb, 'queued'::"MessageStatus", $6::timestamptz, $7::uuid, $8::timestamptz)`,
+};

@@ -1,5 +1,6 @@
 import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
 import { textOf } from "../conversation/router";
+import type { InboundMessage } from "../ingest/envelope";
 import type { OutboundContent } from "../messaging/outbox";
 import { extractCode } from "./codes";
 import { emptyPostCommit, type DeliveryPlanner } from "./delivery";
@@ -18,11 +19,19 @@ const withButton = (body: string, id: string, title: string): OutboundContent =>
   interactive: { type: "button", body: { text: body }, action: { buttons: [{ type: "reply", reply: { id, title } }] } },
 });
 
-function buttonId(ctx: RouteContext): string | null {
-  const m = ctx.message as Record<string, any>;
-  if (ctx.message.type === "button") return typeof m.button?.payload === "string" ? m.button.payload : null;
-  if (ctx.message.type === "interactive") return m.interactive?.button_reply?.id ?? m.interactive?.list_reply?.id ?? null;
+function buttonId(message: InboundMessage): string | null {
+  const m = message as Record<string, any>;
+  if (message.type === "button") return typeof m.button?.payload === "string" ? m.button.payload : null;
+  if (message.type === "interactive") return m.interactive?.button_reply?.id ?? m.interactive?.list_reply?.id ?? null;
   return null;
+}
+
+function isNotMe(message: InboundMessage, button: string | null, typed: string | null): boolean {
+  return (
+    button === DID_NOT_REQUEST_CODE ||
+    button === NOT_ME_BUTTON_ID ||
+    (message.type === "text" && typed !== null && NOT_ME_KEYWORDS.includes(typed.trim().toLowerCase().replace(/[’`]/g, "'").replace(/[.!]+$/, "")))
+  );
 }
 
 /**
@@ -39,19 +48,23 @@ export function otpChatHandler(deps: { verifications: VerificationService; deliv
 
   return {
     name: "otp",
+    // the transaction is used only for "not me", "new code" and text that holds a code; other messages pass by
+    usesTx(message) {
+      const button = buttonId(message);
+      const typed = textOf(message);
+      if (isNotMe(message, button, typed) || button === NEW_CODE_BUTTON_ID) return true;
+      if (message.type !== "text" || typed === null) return false;
+      return extractCode(typed) !== null;
+    },
     async handle(ctx) {
       const phone = ctx.contact.phoneE164;
       if (!phone) return null; // codes go to phone numbers only (Meta: no authentication templates to BSUIDs)
       const who = { tenantId: ctx.tenant.id, actor: `chat:${ctx.contact.id}` };
       const locale = ctx.contact.locale ?? "en_US";
-      const button = buttonId(ctx);
+      const button = buttonId(ctx.message);
       const typed = textOf(ctx.message);
 
-      const notMe =
-        button === DID_NOT_REQUEST_CODE ||
-        button === NOT_ME_BUTTON_ID ||
-        (ctx.message.type === "text" && typed !== null && NOT_ME_KEYWORDS.includes(typed.trim().toLowerCase().replace(/[’`]/g, "'").replace(/[.!]+$/, "")));
-      if (notMe) {
+      if (isNotMe(ctx.message, button, typed)) {
         return run(ctx, async (ext) => {
           await deps.verifications.report(who, phone, button ?? "keyword", ext);
           return { replies: [text(otpTexts.reported(localeOf(ctx, locale)))] };
@@ -74,7 +87,7 @@ export function otpChatHandler(deps: { verifications: VerificationService; deliv
 
       if (ctx.message.type !== "text" || typed === null) return null;
       // a flow step waiting for this contact's input gets the text, even if it looks like a code
-      if (ctx.session.step) return null;
+      if (ctx.session.step && (!ctx.session.expiresAt || ctx.session.expiresAt > ctx.now)) return null;
       const code = extractCode(typed);
       if (!code) return null;
 

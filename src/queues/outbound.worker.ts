@@ -2,8 +2,10 @@ import { DelayedError, UnrecoverableError, Worker, type BackoffStrategy, type Jo
 import type { Redis } from "ioredis";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { Config } from "../config/env";
-import { transaction, type PrismaClient } from "../db/prisma";
-import { applyHeldStatuses, lockWamid } from "../messaging/delivery-status";
+import { randomUUID } from "node:crypto";
+import type { PrismaClient } from "../db/prisma";
+import { sqlFor, type Sql } from "../db/sql";
+import { applyHeldStatuses, wamidLock } from "../messaging/delivery-status";
 import type { OutboundContent } from "../messaging/outbox";
 import type { Logger } from "../observability/logger";
 import { CloudApiClient, type SendFailure, type SendResult } from "../providers/whatsapp/cloud-api.client";
@@ -90,6 +92,8 @@ export interface OutboundWorkerDeps {
    */
   onMessageStatus?: (messageId: string, status: string, errorCode?: number | string | null) => Promise<void>;
   backoff?: Partial<BackoffSettings>;
+  /** default: the SQL layer on the Prisma client's pool */
+  sql?: Sql;
   /** how long a message waits before looking again for an earlier message to the same contact */
   orderPollMs?: number;
 }
@@ -137,10 +141,85 @@ export function cloudApiBackoff(settings: Partial<BackoffSettings> = {}, random:
 }
 
 const FINAL_STATUSES = new Set(["sent", "delivered", "read", "failed"]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface LoadedRow {
+  id: string;
+  tenantId: string;
+  contactId: string;
+  direction: string;
+  status: string;
+  type: string;
+  payload: unknown;
+  verificationId: string | null;
+  errorCode: number | null;
+  phone_e164: string | null;
+  wa_id: string | null;
+  user_id: string | null;
+  phone_number_id: string;
+  /** an earlier outbound message to the same contact is not out yet */
+  has_earlier: boolean;
+}
+
+/** The row, its recipient and business number, and whether an earlier message to the contact is still unsent. */
+const LOAD_MESSAGE = {
+  name: "outbound_load",
+  text: `SELECT m.id::text AS id, m.tenant_id::text AS "tenantId", m.contact_id::text AS "contactId", m.direction::text AS direction,
+       m.status::text AS status, m.type, m.payload, m.verification_id::text AS "verificationId", m.error_code AS "errorCode",
+       c.phone_e164, c.wa_id, c.user_id, t.phone_number_id,
+       EXISTS (SELECT 1 FROM messages e WHERE e.contact_id = m.contact_id AND e.direction = 'outbound'
+                 AND e.status IN ('queued', 'sending') AND e.seq < m.seq) AS has_earlier
+  FROM messages m JOIN contacts c ON c.id = m.contact_id JOIN tenants t ON t.id = m.tenant_id
+ WHERE m.id = $1::uuid`,
+};
+
+const FAIL_MESSAGE = {
+  name: "outbound_fail",
+  text: `UPDATE messages SET status = 'failed', failed_at = $2::timestamptz, error_code = $3::int, error_title = $4::text, updated_at = $5::timestamptz
+ WHERE id = $1::uuid AND status IN ('queued', 'sending')`,
+};
+
+/** Earlier `pending` attempts → `unknown`; attempt n+1 recorded `pending`; the row claimed (`sending`) if not final. */
+const START_ATTEMPT = {
+  name: "outbound_start_attempt",
+  text: `WITH stale AS (
+  UPDATE send_attempts SET outcome = 'unknown', finished_at = $3::timestamptz WHERE message_id = $1::uuid AND outcome = 'pending'
+), n AS (
+  SELECT count(*)::int AS n FROM send_attempts WHERE message_id = $1::uuid
+), ins AS (
+  INSERT INTO send_attempts (id, message_id, attempt, outcome, started_at)
+  SELECT $2::uuid, $1::uuid, n.n + 1, 'pending', $3::timestamptz FROM n
+  RETURNING attempt
+), claimed AS (
+  UPDATE messages SET status = 'sending', updated_at = $4::timestamptz WHERE id = $1::uuid AND status IN ('queued', 'sending') RETURNING id
+)
+SELECT ins.attempt, EXISTS (SELECT 1 FROM claimed) AS claimed FROM ins`,
+};
+
+/** Accepted: the attempt, the wamid and `sent` (or the wamid only, if a status got there first); are statuses held? */
+const ACCEPTED = {
+  name: "outbound_accepted",
+  text: `WITH a AS (
+  UPDATE send_attempts SET outcome = 'accepted', http_status = $3::int, finished_at = $4::timestamptz WHERE id = $2::uuid
+), moved AS (
+  UPDATE messages SET wamid = $5::text, status = 'sent', sent_at = $4::timestamptz, error_code = NULL, error_title = NULL, updated_at = $7::timestamptz
+   WHERE id = $1::uuid AND status IN ('queued', 'sending') RETURNING id
+), wamid_only AS (
+  UPDATE messages SET wamid = $5::text, updated_at = $7::timestamptz
+   WHERE id = $1::uuid AND wamid IS NULL AND status NOT IN ('queued', 'sending')
+)
+SELECT EXISTS (SELECT 1 FROM status_events WHERE tenant_id = $6::uuid AND wamid = $5::text AND applied = false) AS held`,
+};
+
+const FINISH_ATTEMPT = {
+  name: "outbound_finish_attempt",
+  text: `UPDATE send_attempts SET outcome = $2::"SendOutcome", http_status = $3::int, error_code = $4::int, finished_at = $5::timestamptz WHERE id = $1::uuid`,
+};
 const RELEASE_LUA = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
 
 export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJob> {
-  const { prisma, config, logger, clock, connection } = deps;
+  const { config, logger, clock, connection } = deps;
+  const sql = deps.sql ?? sqlFor(deps.prisma);
   const log = logger.child({ component: "outbound-worker" });
   const ownClient = deps.client ? null : new CloudApiClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.OUTBOUND_TIMEOUT_MS });
   const client = deps.client ?? ownClient!;
@@ -162,10 +241,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
   }
 
   async function fail(messageId: string, failure: { code?: number; title?: string }): Promise<void> {
-    await prisma.message.updateMany({
-      where: { id: messageId, status: { in: ["queued", "sending"] } },
-      data: { status: "failed", failedAt: clock.now(), errorCode: failure.code ?? null, errorTitle: failure.title?.slice(0, 500) ?? null },
-    });
+    await sql.execute(FAIL_MESSAGE, [messageId, clock.now(), failure.code ?? null, failure.title?.slice(0, 500) ?? null, new Date()]);
   }
 
   async function notify(messageId: string, status: string, errorCode?: number | null): Promise<void> {
@@ -180,23 +256,12 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
 
   async function processJob(job: Job<OutboundJob>, token?: string): Promise<string> {
     const { messageId } = job.data;
-    const msg = await prisma.message.findUnique({
-      where: { id: messageId },
-      select: {
-        id: true,
-        seq: true,
-        tenantId: true,
-        contactId: true,
-        direction: true,
-        status: true,
-        type: true,
-        payload: true,
-        verificationId: true,
-        errorCode: true,
-        contact: { select: { phoneE164: true, waId: true, userId: true } },
-        tenant: { select: { phoneNumberId: true } },
-      },
-    });
+    const [row] = UUID.test(messageId) ? await sql.query<LoadedRow>(LOAD_MESSAGE, [messageId]) : [];
+    const msg = row && {
+      ...row,
+      contact: { phoneE164: row.phone_e164, waId: row.wa_id, userId: row.user_id },
+      tenant: { phoneNumberId: row.phone_number_id },
+    };
     if (!msg || msg.direction !== "outbound") {
       log.warn({ messageId }, "outbound job for an unknown message: dropped");
       return "missing";
@@ -208,11 +273,8 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
 
     // 1. Order per recipient: nothing overtakes an earlier message to the same contact that is not out yet.
-    const earlier = await prisma.message.findFirst({
-      where: { contactId: msg.contactId, direction: "outbound", status: { in: ["queued", "sending"] }, seq: { lt: msg.seq } },
-      select: { id: true },
-    });
-    if (earlier) return later(job, token, orderPollMs);
+    // (looked up with the row: has_earlier)
+    if (msg.has_earlier) return later(job, token, orderPollMs);
 
     // 2. Pacing per recipient: a gap after the previous send.
     if (gapMs > 0) {
@@ -280,14 +342,11 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
   ): Promise<string> {
     const messageId = msg.id;
     // Record the attempt before the call; a crash leaves it `pending` (= outcome unknown).
-    const attempt = await transaction(prisma, async (tx) => {
-      await tx.sendAttempt.updateMany({ where: { messageId, outcome: "pending" }, data: { outcome: "unknown", finishedAt: clock.now() } });
-      const n = await tx.sendAttempt.count({ where: { messageId } });
-      const row = await tx.sendAttempt.create({ data: { messageId, attempt: n + 1, outcome: "pending", startedAt: clock.now() }, select: { id: true, attempt: true } });
-      const claimed = await tx.message.updateMany({ where: { id: messageId, status: { in: ["queued", "sending"] } }, data: { status: "sending" } });
-      return claimed.count === 1 ? row : null;
-    });
-    if (!attempt) return "already-done";
+    // one statement, so atomic: an earlier `pending` attempt becomes `unknown`, this one is recorded, the row claimed
+    const attemptId = randomUUID();
+    const [started] = await sql.query<{ attempt: number; claimed: boolean }>(START_ATTEMPT, [messageId, attemptId, clock.now(), new Date()]);
+    if (!started?.claimed) return "already-done";
+    const attempt = { id: attemptId, attempt: started.attempt };
 
     const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, body);
     if (gapMs > 0) await connection.set(gapKey(msg.contactId), String(Date.now()), "PX", gapMs + 1_000);
@@ -296,21 +355,15 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     const base = { messageId, attempt: attempt.attempt, tenantId: msg.tenantId };
 
     if (result.ok) {
-      const held = await transaction(prisma, async (tx) => {
-        await lockWamid(tx, msg.tenantId, result.wamid);
-        await tx.sendAttempt.update({ where: { id: attempt.id }, data: { outcome: "accepted", httpStatus: result.httpStatus, finishedAt: now } });
-        const moved = await tx.message.updateMany({
-          where: { id: messageId, status: { in: ["queued", "sending"] } },
-          data: { wamid: result.wamid, status: "sent", sentAt: now, errorCode: null, errorTitle: null },
-        });
-        if (moved.count === 0) await tx.message.updateMany({ where: { id: messageId, wamid: null }, data: { wamid: result.wamid } });
-        return applyHeldStatuses(tx, msg.tenantId, result.wamid);
-      });
-      log.debug({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
+      const held = await sql.transaction(async (q) => {
+        const [r] = await q.query<{ held: boolean }>(ACCEPTED, [messageId, attempt.id, result.httpStatus, now, result.wamid, msg.tenantId, new Date()]);
+        return r?.held ? applyHeldStatuses(q, msg.tenantId, result.wamid) : 0;
+      }, wamidLock(msg.tenantId, result.wamid));
+      if (log.isLevelEnabled("debug")) log.debug({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
       if (msg.verificationId && deps.onMessageStatus) {
         await notify(messageId, "sent");
         if (held) {
-          const now = await prisma.message.findUnique({ where: { id: messageId }, select: { status: true, errorCode: true } });
+          const [now] = await sql.query<{ status: string; errorCode: number | null }>(`SELECT status::text AS status, error_code AS "errorCode" FROM messages WHERE id = $1::uuid`, [messageId]);
           if (now && now.status !== "sent") await notify(messageId, now.status, now.errorCode);
         }
       }
@@ -318,10 +371,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
 
     const outcome = result.kind === "permanent" ? "permanent_error" : result.kind === "transient" ? "transient_error" : "unknown";
-    await prisma.sendAttempt.update({
-      where: { id: attempt.id },
-      data: { outcome, httpStatus: result.httpStatus ?? null, errorCode: result.code ?? null, finishedAt: now },
-    });
+    await sql.execute(FINISH_ATTEMPT, [attempt.id, outcome, result.httpStatus ?? null, result.code ?? null, now]);
     // Meta's title/details may quote a parameter (a phone number): only the code goes to the log
     const info = { ...base, kind: result.kind, code: result.code, httpStatus: result.httpStatus, networkError: result.networkError };
 
@@ -339,10 +389,10 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
     if (result.kind === "transient") {
       // not in flight any more: back to queued (later messages to this contact keep waiting behind it)
-      await prisma.message.updateMany({ where: { id: messageId, status: "sending" }, data: { status: "queued" } });
+      await sql.execute(`UPDATE messages SET status = 'queued', updated_at = $2::timestamptz WHERE id = $1::uuid AND status = 'sending'`, [messageId, new Date()]);
     }
     const pairRetries = isPairRateError(result.code)
-      ? (await prisma.sendAttempt.count({ where: { messageId, errorCode: result.code } })) - 1
+      ? Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM send_attempts WHERE message_id = $1::uuid AND error_code = $2::int`, [messageId, result.code ?? null]))[0]?.n ?? 0) - 1
       : 0;
     log.warn(info, result.kind === "unknown" ? "Cloud API send outcome unknown: will retry (may repeat)" : "Cloud API transient error: will retry");
     throw new RetryableSendError(result, pairRetries);

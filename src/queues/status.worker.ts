@@ -1,9 +1,10 @@
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Config } from "../config/env";
-import { transaction, type PrismaClient } from "../db/prisma";
+import type { PrismaClient } from "../db/prisma";
+import { sqlFor, type Sql } from "../db/sql";
 import type { StatusItem } from "../ingest/envelope";
-import { recordStatus, type ApplyOutcome, type StatusUpdate } from "../messaging/delivery-status";
+import { recordStatus, wamidLock, type ApplyOutcome, type StatusUpdate } from "../messaging/delivery-status";
 import { maskPhone, type Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
@@ -31,6 +32,8 @@ export interface StatusWorkerDeps {
   clock: Clock;
   /** a worker connection (maxRetriesPerRequest: null) */
   connection: Redis;
+  /** default: the SQL layer on the Prisma client's pool */
+  sql?: Sql;
   /** default: INBOUND_CONCURRENCY (statuses are small, short transactions) */
   concurrency?: number;
   /**
@@ -64,7 +67,8 @@ export function statusUpdateFrom(item: StatusItem): StatusUpdate {
 }
 
 export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob, StatusJobResult> {
-  const { prisma, keyring, tenants, config, logger } = deps;
+  const { keyring, tenants, config, logger } = deps;
+  const sql = deps.sql ?? sqlFor(deps.prisma);
   const log = logger.child({ component: "status-worker" });
 
   async function processJob(job: Job<EncryptedJob>): Promise<StatusJobResult> {
@@ -76,34 +80,41 @@ export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob,
       throw new UnrecoverableError("undecryptable status job");
     }
     const tenant = await tenants.byPhoneNumberId(item.phoneNumberId);
-    const who = { wamid: item.status.id, status: item.status.status, recipient: maskPhone(item.status.recipient_id) };
+    const who = { wamid: item.status.id, status: item.status.status, get recipient() { return maskPhone(item.status.recipient_id); } };
+    const debug = log.isLevelEnabled("debug");
     if (!tenant) {
       log.warn({ ...who, phoneNumberId: item.phoneNumberId }, "status for an unknown business number: ignored");
       return "unknown_tenant";
     }
     const update = statusUpdateFrom(item);
     const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const outcome = await transaction(prisma, (tx) => recordStatus(tx, tenant.id, item.status.id, update, { final }));
+    const outcome = await sql.transaction((q) => recordStatus(q, tenant.id, item.status.id, update, { final, last: true }), wamidLock(tenant.id, item.status.id));
     switch (outcome.kind) {
       case "held":
-        log.debug({ ...who, attempt: job.attemptsMade + 1 }, "status before its wamid is known: held");
+        if (debug) log.debug({ ...who, attempt: job.attemptsMade + 1 }, "status before its wamid is known: held");
         throw new StatusHeldError();
       case "stored_unapplied":
         log.warn(who, "status for a wamid still unknown after the last attempt: stored unapplied");
         break;
       case "duplicate":
-        log.debug(who, "duplicate status ignored");
+        if (debug) log.debug(who, "duplicate status ignored");
         break;
       case "applied":
-        log.debug({ ...who, messageId: outcome.messageId, messageStatus: outcome.status, errorCode: update.errorCode ?? undefined }, "status applied");
+        if (debug) log.debug({ ...who, messageId: outcome.messageId, messageStatus: outcome.status, errorCode: update.errorCode ?? undefined }, "status applied");
         break;
     }
     // code messages: tell the OTP layer (on a retry too, in case the hook failed after the status was stored)
     if (deps.onMessageStatus && (outcome.kind === "applied" || (outcome.kind === "duplicate" && job.attemptsMade > 0))) {
-      const msg = await prisma.message.findUnique({
-        where: { tenantId_wamid: { tenantId: tenant.id, wamid: item.status.id } },
-        select: { id: true, status: true, verificationId: true, errorCode: true },
-      });
+      let msg: { id: string; status: string; verificationId: string | null; errorCode: number | null } | undefined;
+      if (outcome.kind === "applied") {
+        msg = { id: outcome.messageId, status: outcome.status, verificationId: outcome.verificationId, errorCode: outcome.errorCode };
+      } else {
+        [msg] = await sql.query<{ id: string; status: string; verificationId: string | null; errorCode: number | null }>(
+          `SELECT id::text AS id, status::text AS status, verification_id::text AS "verificationId", error_code AS "errorCode"
+             FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text`,
+          [tenant.id, item.status.id],
+        );
+      }
       if (msg?.verificationId) {
         try {
           await deps.onMessageStatus(msg.id, msg.status, update.errorCode ?? msg.errorCode);

@@ -72,12 +72,14 @@ it("asks, validates, branches and verifies a code, keeping the session on its ve
   expect(await nextBotText(who, 5)).toBe("Send a code to +14155550171 for ada@example.com?");
   await tap(who, "yes", "Yes");
   const code = await waitFor(() => latestCode(sys.sandbox, who));
-  expect(await nextBotText(who, 7)).toBe("Type the code we sent you.");
+  expect(await nextBotText(who, 6)).toMatch(/is your verification code/);
+  expect(await nextBotText(who, 7)).toMatch(/Never share this code/); // our warning follows a code inside the 24-hour window
+  expect(await nextBotText(who, 8)).toBe("Type the code we sent you.");
   const wrong = code === "000000" ? "111111" : "000000";
   await say(who, wrong);
-  expect(await nextBotText(who, 8)).toMatch(/not right\. 4 left/);
+  expect(await nextBotText(who, 9)).toMatch(/not right\. 4 left/);
   await say(who, code);
-  expect(await nextBotText(who, 9)).toBe("Welcome, ada@example.com!");
+  expect(await nextBotText(who, 10)).toBe("Welcome, ada@example.com!");
   const v = await sys.core.prisma.verification.findFirstOrThrow({ where: { to: "+14155550171" } });
   expect(v).toMatchObject({ status: "approved", purpose: "registration" });
   // the code the customer typed is stored redacted
@@ -86,7 +88,7 @@ it("asks, validates, branches and verifies a code, keeping the session on its ve
 
   // a new conversation starts on version 2
   await say(who, "sign up");
-  expect(await nextBotText(who, 10)).toBe("Hi! v2");
+  expect(await nextBotText(who, 11)).toBe("Hi! v2");
 });
 
 it("global commands work from any step, and an idle session times out", async () => {
