@@ -59,6 +59,7 @@ export interface Core {
   planner: OtpDeliveryPlanner;
   verifications: VerificationService;
   flows: FlowStore;
+  flowHandler: FlowHandler;
   pins: PinService;
   /** ops: this process's Prometheus registry and instruments (docs/metrics.md) */
   metrics: Metrics;
@@ -117,7 +118,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, pins, metrics,
+    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, flowHandler, pins, metrics,
     async close() {
       senders.close();
       await Promise.allSettled(Object.values(queues).map((q) => q.close()));

@@ -5,6 +5,7 @@ import { adminRoutes } from "../http/admin.routes";
 import { createHttpApp } from "../http/app";
 import { authenticate } from "../http/auth";
 import { flowsRoutes } from "../http/flows.routes";
+import { conversationRoutes } from "../http/conversation.routes";
 import { metricsRoutes } from "../http/metrics.routes"; // ops
 import { openApiRoutes } from "../http/openapi.routes";
 import { providerStatusRoutes } from "../http/provider-status.routes";
@@ -75,7 +76,8 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   });
   const router = Router();
   router.use(openApiRoutes());
-  router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }));
+  const conversations = conversationRoutes({ prisma: core.prisma, flows: core.flows, flowHandler: core.flowHandler, outbox: core.outbox, clock: core.clock, tenants: core.tenants });
+  router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }), conversations.v1);
   // flows first: the admin router's own JSON parser (256 kB) must not take the flows routes' bodies (1 MB, YAML)
   const tenantCreated: typeof onTenantCreated = (t) => {
     onTenantCreated?.(t);
@@ -86,6 +88,7 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
     "/admin",
     auth,
     flowsRoutes({ prisma: core.prisma, flows: core.flows }),
+    conversations.admin,
     adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, onTenantCreated: tenantCreated }),
   );
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
