@@ -1,4 +1,5 @@
 import type { PrismaClient } from "../db/prisma";
+import { recordAudit } from "../audit/audit";
 import { callbackSecret } from "../events/callback";
 import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
 import { textOf } from "../conversation/router";
@@ -136,7 +137,17 @@ export class FlowHandler implements MessageHandler {
       let startFlow: string | null = null;
       for (const e of out.effects) {
         if (e.type === "send") replies.push(e.content);
-        else if (e.type === "skipped") this.deps.logger.info({ flow: current.name, step: e.step }, "flow message skipped: outside the 24-hour window and no template");
+        else if (e.type === "skipped") {
+          this.deps.logger.info({ flow: current.name, step: e.step }, "flow message skipped: outside the 24-hour window and no template");
+          await recordAudit(this.deps.prisma, {
+            tenantId: ctx.tenant.id,
+            type: "flow.message_skipped",
+            actor: `flow:${current.name}`,
+            subject: ctx.contact.phoneE164 ?? ctx.contact.id,
+            data: { flow: current.name, step: e.step, reason: e.reason },
+            at: ctx.now,
+          });
+        }
         else if (e.type === "handoff") handoff = true;
         else if (e.type === "start_flow") startFlow = e.flow;
         else result = await this.execute(ctx, current, e);

@@ -48,6 +48,9 @@ it("outside the 24-hour window only the template goes out; the free-text step is
   expect(outbound("14155550180")).toHaveLength(1);
   expect(sent[0]!.type).toBe("template");
   expect(sent[0]!.payload).toMatchObject({ name: "login_notice", components: [{ type: "body", parameters: [{ type: "text", text: "Chrome on Mac" }] }] });
+  // the skipped free-text step is recorded
+  const skipped = await sys.core.prisma.auditEvent.findMany({ where: { type: "flow.message_skipped" } });
+  expect(skipped.map((a) => (a.data as { step: string }).step)).toContain("tip");
 });
 
 it("inside the window the flow's texts go out as they are", async () => {
