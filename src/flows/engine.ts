@@ -47,7 +47,8 @@ export type ResultEffect =
   | { type: "otp_check"; purpose: string; to: string; code: string }
   | { type: "pin_set"; pin: string }
   | { type: "pin_check"; pin: string }
-  | { type: "http"; url: string; method: "GET" | "POST"; variables: Record<string, unknown>; timeoutMs: number; step: string };
+  | { type: "http"; url: string; method: "GET" | "POST"; variables: Record<string, unknown>; timeoutMs: number; step: string }
+  | { type: "action"; action: string; params: Record<string, string | number | boolean>; step: string };
 
 export type Effect =
   | { type: "send"; content: OutboundContent; step: string }
@@ -64,7 +65,9 @@ export type EffectResult =
   | { type: "pin_set"; ok: false; reason: string }
   | { type: "pin_check"; status: "approved" | "wrong" | "locked" | "not_set"; attemptsLeft?: number }
   | { type: "http"; ok: true; data: Record<string, unknown> }
-  | { type: "http"; ok: false; error: string };
+  | { type: "http"; ok: false; error: string }
+  | { type: "action"; ok: true; data?: Record<string, unknown> }
+  | { type: "action"; ok: false; error: string };
 
 export interface EngineOutput {
   state: EngineState;
@@ -98,7 +101,7 @@ const DEFAULTS = {
 export const REDACTED = "[redacted]";
 
 /** Variables the engine sets itself to report an outcome; not business data. */
-export const INTERNAL_VARS = new Set(["otp_status", "otp_error", "pin_status", "http_error"]);
+export const INTERNAL_VARS = new Set(["otp_status", "otp_error", "pin_status", "http_error", "action_error"]);
 
 export function startState(def: FlowDefinition, version: number, vars: Record<string, unknown> = {}): EngineState {
   return { flow: def.name, version, step: null, vars: { ...def.variables, ...vars }, wait: null };
@@ -211,6 +214,10 @@ class Run {
         const names = (s.body ?? Object.keys(this.state.vars)).filter((k) => !INTERNAL_VARS.has(k));
         const variables = Object.fromEntries(names.filter((k) => this.state.vars[k] !== REDACTED).map((k) => [k, this.state.vars[k] ?? null]));
         return this.waitFor({ type: "http", url: render(s.url, this.ctx.locale, this.vars), method: s.method, variables, timeoutMs: s.timeoutMs, step: s.id });
+      }
+      case "action": {
+        const params = Object.fromEntries(Object.entries(s.params).map(([k, v]) => [k, typeof v === "string" ? render(v, this.ctx.locale, this.vars) : v]));
+        return this.waitFor({ type: "action", action: s.action, params, step: s.id });
       }
       case "handoff":
         if (s.text) this.sendText(s.id, this.text(s.text));
@@ -369,6 +376,16 @@ class Run {
         this.sendText(s.id, this.text(r.status === "locked" ? DEFAULTS.locked : DEFAULTS.error));
         return this.out(true);
       }
+      case "action":
+        if (s.type !== "action") return this.out(true);
+        if (r.ok) {
+          if (s.save) this.state.vars[s.save] = r.data ?? {};
+          return this.go(s.next);
+        }
+        this.state.vars.action_error = r.error;
+        if (s.onError) return this.go(s.onError);
+        this.sendText(s.id, this.text(DEFAULTS.error));
+        return this.out(true);
       case "http":
         if (s.type !== "http") return this.out(true);
         if (r.ok) {

@@ -33,6 +33,18 @@ const CANCELED = {
   pt_BR: "Certo, paramos. Escreva quando quiser para recomeçar.",
 };
 
+/** What an action step may look at, and its answer (src/journeys/actions.ts registers the actions). */
+export interface ActionContext {
+  tenant: RouteContext["tenant"];
+  contact: RouteContext["contact"];
+  now: Date;
+  flow: string;
+  step: string;
+  locale: string;
+}
+export type ActionResult = { ok: true; data?: Record<string, unknown> } | { ok: false; error: string };
+export type ActionExecutor = (ctx: ActionContext, params: Record<string, string | number | boolean>) => Promise<ActionResult>;
+
 export interface FlowHandlerDeps {
   prisma: PrismaClient;
   keyring: Keyring;
@@ -40,6 +52,8 @@ export interface FlowHandlerDeps {
   verifications: VerificationService;
   pins: PinService;
   logger: Logger;
+  /** the actions `action` steps can run; an unregistered action takes the step's error branch */
+  actions?: Record<string, ActionExecutor>;
 }
 
 function replyIdOf(message: InboundMessage): string | null {
@@ -214,6 +228,13 @@ export class FlowHandler implements MessageHandler {
       case "pin_check": {
         const r = await this.deps.pins.verify(this.deps.prisma, { tenantId: ctx.tenant.id, contactId: ctx.contact.id, pin: e.pin });
         return r.status === "wrong" ? { type: "pin_check", status: "wrong", attemptsLeft: r.attemptsLeft } : { type: "pin_check", status: r.status };
+      }
+      case "action": {
+        const run = this.deps.actions?.[e.action];
+        if (!run) return { type: "action", ok: false, error: "unknown_action" };
+        const locale = ctx.contact.locale ?? readSettings(ctx.tenant.settings).flows.defaultLocale;
+        const r = await run({ tenant: ctx.tenant, contact: ctx.contact, now: ctx.now, flow: def.name, step: e.step, locale }, e.params);
+        return r.ok ? { type: "action", ok: true, data: r.data } : { type: "action", ok: false, error: r.error };
       }
       case "http": {
         const settings = readSettings(ctx.tenant.settings);

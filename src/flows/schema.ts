@@ -176,16 +176,34 @@ export const httpStep = z.strictObject({
   onError: id.optional(),
 });
 
+/**
+ * A business action the bot performs (journeys: mark the contact verified, list or revoke its logins, change its
+ * number, send a PIN reset link, tell the business…). The available actions are registered by the deployment
+ * (src/journeys/actions.ts); `params` values may use {{var}}. The action's result data is saved under `save`.
+ */
+export const ACTIONS = [
+  "mark_verified", "clear_verified", "list_logins", "revoke_logins", "revoke_login", "change_number", "pin_status",
+  "request_pin_reset", "remove_pin", "notify_business", "report_unauthorized", "clear_reverify",
+] as const;
+export const actionStep = z.strictObject({
+  ...base,
+  type: z.literal("action"),
+  action: z.enum(ACTIONS),
+  params: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/), z.union([z.string().max(4096), z.number(), z.boolean()])).default({}),
+  save: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/).optional(),
+  onError: id.optional(),
+});
+
 export const handoffStep = z.strictObject({ ...base, type: z.literal("handoff"), text: localizedText.optional(), reason: z.string().max(200).optional() });
 export const gotoStep = z.strictObject({ id, type: z.literal("goto"), step: id.optional(), flow: z.string().max(64).optional() }).refine((s) => s.step || s.flow, { message: "goto needs step or flow", path: ["step"] });
 export const endStep = z.strictObject({ id, type: z.literal("end"), text: localizedText.optional() });
 
 export const stepSchema = z.union([
-  sendStep, askStep, branchStep, setStep, otpRequestStep, otpVerifyStep, pinSetStep, pinVerifyStep, httpStep, handoffStep, gotoStep, endStep,
+  sendStep, askStep, branchStep, setStep, otpRequestStep, otpVerifyStep, pinSetStep, pinVerifyStep, httpStep, handoffStep, gotoStep, endStep, actionStep,
 ]);
 export type Step = z.infer<typeof stepSchema>;
 export type StepType = Step["type"];
-const STEP_TYPES = ["send", "ask", "branch", "set", "otp_request", "otp_verify", "pin_set", "pin_verify", "http", "handoff", "goto", "end"] as const;
+const STEP_TYPES = ["send", "ask", "branch", "set", "otp_request", "otp_verify", "pin_set", "pin_verify", "http", "handoff", "goto", "end", "action"] as const;
 
 export const flowDocumentSchema = z.strictObject({
   $schema: z.string().optional(),
@@ -246,7 +264,7 @@ export function validateFlow(input: unknown): FlowValidation {
     const parsed = stepSchema.safeParse(raw);
     if (!parsed.success) {
       // report the issues of the union member of this type only
-      const member = [sendStep, askStep, branchStep, setStep, otpRequestStep, otpVerifyStep, pinSetStep, pinVerifyStep, httpStep, handoffStep, gotoStep, endStep][STEP_TYPES.indexOf(type as StepType)]!;
+      const member = [sendStep, askStep, branchStep, setStep, otpRequestStep, otpVerifyStep, pinSetStep, pinVerifyStep, httpStep, handoffStep, gotoStep, endStep, actionStep][STEP_TYPES.indexOf(type as StepType)]!;
       const r = member.safeParse(raw);
       for (const issue of r.success ? parsed.error.issues : r.error.issues) errors.push({ path: pathOf([`steps`, i, ...issue.path]), message: issue.message });
       return;

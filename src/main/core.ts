@@ -22,6 +22,7 @@ import { FlowHandler } from "../flows/flow.handler";
 import { FlowStore } from "../flows/flow-store";
 import { installBuiltinFlows, loadBuiltinFlows } from "../flows/builtin";
 import { PinService } from "../pin/pin.service";
+import { mergeActions, type ActionRegistry } from "../journeys/actions";
 import { producerConnection } from "../queues/redis";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
@@ -71,6 +72,8 @@ export interface CoreOptions {
   clock?: Clock;
   /** handlers tried before the greeting fallback */
   handlers?: MessageHandler[];
+  /** action groups for flows' `action` steps (src/journeys) */
+  actions?: ActionRegistry[];
   /** ops: default process metrics in the registry (default true) */
   defaultMetrics?: boolean;
 }
@@ -109,7 +112,8 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents });
   const flows = FlowStore.shared(prisma, clock);
   const pins = new PinService({ clock, logger });
-  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger });
+  const actions = mergeActions(...(opts.actions ?? []));
+  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions });
   // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
   const router = new Router([otpChatHandler({ verifications, delivery: planner }), flowHandler, ...(opts.handlers ?? []), greetingHandler]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
