@@ -39,9 +39,10 @@ function e164(to: string): string {
  * bot after a person took it over (`handoff` step).
  */
 export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStore; flowHandler: FlowHandler; outbox: Outbox; clock: Clock; tenants: TenantDirectory }) {
+  // body parsers per route: these routers share their mount paths with others, whose bodies they must not take
+  const json = express.json({ limit: "64kb" });
   const v1 = Router();
-  v1.use(express.json({ limit: "64kb" }));
-  v1.post("/flows/:name/start", requireScope("verify"), async (req, res) => {
+  v1.post("/flows/:name/start", json, requireScope("verify"), async (req, res) => {
     const p = req.principal!;
     const body = parse(startBody, req.body);
     const tenant = await deps.prisma.tenant.findUniqueOrThrow({ where: { id: p.tenantId } });
@@ -57,7 +58,6 @@ export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStor
   });
 
   const admin = Router();
-  admin.use(express.json({ limit: "16kb" }));
   admin.get("/handoffs", requireScope("read"), async (req, res) => {
     const rows = await deps.prisma.session.findMany({
       where: { tenantId: req.principal!.tenantId, handoffAt: { not: null } },
@@ -67,7 +67,7 @@ export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStor
     });
     res.json({ handoffs: rows.map((s) => ({ to: s.contact.phoneE164, userId: s.contact.userId, name: s.contact.profileName, flow: s.flow, since: s.handoffAt })) });
   });
-  admin.post("/handoffs/release", requireScope("admin"), async (req, res) => {
+  admin.post("/handoffs/release", json, requireScope("admin"), async (req, res) => {
     const p = req.principal!;
     const { to } = parse(toBody, req.body);
     const phone = e164(to);

@@ -3,13 +3,18 @@ import { join } from "node:path";
 import type { Router } from "express";
 import { parse } from "yaml";
 import { adminRoutes } from "../../src/http/admin.routes";
+import { conversationRoutes } from "../../src/http/conversation.routes";
+import { flowsRoutes } from "../../src/http/flows.routes";
+import { metricsRoutes } from "../../src/http/metrics.routes";
 import { verifyRoutes } from "../../src/http/verify.routes";
+import { flowDocumentSchema, stepSchema, triggerSchema } from "../../src/flows/schema";
 import { OTP_ERRORS } from "../../src/otp/errors";
 
 /**
  * docs/openapi.yaml is hand-written: these checks keep it honest. It must parse as OpenAPI 3.1, every $ref must
- * resolve, every route the Verify and admin routers register must be documented, and every error code of the
- * Verify API's catalogue must be in the Error schema's enum. No database or Redis is needed.
+ * resolve, every route the Verify, admin, flows, conversation and metrics routers register must be documented, and
+ * every error code of the Verify API's catalogue and of the HTTP layer must be in the Error schema's enum. No
+ * database or Redis is needed.
  */
 const file = join(__dirname, "..", "..", "docs", "openapi.yaml");
 const doc = parse(readFileSync(file, "utf8")) as Record<string, any>;
@@ -91,23 +96,45 @@ describe("docs/openapi.yaml", () => {
     expect(problems).toEqual([]);
   });
 
-  it("documents every route of the Verify and admin routers", () => {
+  it("documents every route of the Verify, admin, flows, conversation and metrics routers", () => {
+    const conversations = conversationRoutes({ prisma: unused as any, flows: unused as any, flowHandler: unused as any, outbox: unused as any, clock: unused as any, tenants: unused as any });
     const registered = [
       ...routesOf(verifyRoutes({ verifications: unused as any, prisma: unused as any }), "/v1"),
+      ...routesOf(conversations.v1, "/v1"),
       ...routesOf(adminRoutes({ prisma: unused as any, keyring: unused as any, apiKeys: unused as any, tenants: unused as any }), "/admin"),
+      ...routesOf(flowsRoutes({ prisma: unused as any, flows: unused as any }), "/admin"),
+      ...routesOf(conversations.admin, "/admin"),
+      ...routesOf(metricsRoutes({ metrics: unused as any, adminApiKey: "unused" }), ""),
     ];
-    expect(registered.length).toBeGreaterThanOrEqual(15);
+    expect(registered.length).toBeGreaterThanOrEqual(25);
+    for (const r of ["post /v1/flows/{name}/start", "put /admin/flows/{name}", "post /admin/handoffs/release", "get /metrics"]) {
+      expect(registered.map(({ method, path }) => `${method} ${path}`)).toContain(r);
+    }
     const missing = registered.filter(({ method, path }) => !doc.paths[path]?.[method]).map(({ method, path }) => `${method.toUpperCase()} ${path}`);
     expect(missing).toEqual([]);
   });
 
   it("documents the routes of the route files (a second, source-level look)", () => {
     const found: string[] = [];
-    for (const [f, mount] of [["verify.routes.ts", "/v1"], ["admin.routes.ts", "/admin"], ["webhook.routes.ts", ""], ["health.routes.ts", ""]] as const) {
+    // conversation.routes.ts builds two routers: `v1` (mounted at /v1) and `admin` (mounted at /admin)
+    const files: Array<[file: string, router: string, mount: string]> = [
+      ["verify.routes.ts", "router", "/v1"],
+      ["admin.routes.ts", "router", "/admin"],
+      ["flows.routes.ts", "router", "/admin"],
+      ["conversation.routes.ts", "v1", "/v1"],
+      ["conversation.routes.ts", "admin", "/admin"],
+      ["metrics.routes.ts", "router", ""],
+      ["webhook.routes.ts", "router", ""],
+      ["health.routes.ts", "router", ""],
+    ];
+    for (const [f, router, mount] of files) {
       const src = readFileSync(join(__dirname, "..", "..", "src", "http", f), "utf8");
-      for (const m of src.matchAll(/router\.(get|post|put|patch|delete)\(\s*"([^"]+)"/g)) found.push(`${m[1]} ${mount}${m[2]!.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
+      const re = new RegExp(`\\b${router}\\.(get|post|put|patch|delete)\\(\\s*"([^"]+)"`, "g");
+      const before = found.length;
+      for (const m of src.matchAll(re)) found.push(`${m[1]} ${mount}${m[2]!.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
+      expect(`${f} (${router}): ${found.length - before} routes`).not.toMatch(/: 0 routes$/);
     }
-    expect(found.length).toBeGreaterThanOrEqual(19);
+    expect(found.length).toBeGreaterThanOrEqual(29);
     const missing = found.filter((r) => {
       const [method, path] = r.split(" ") as [string, string];
       return !doc.paths[path]?.[method];
@@ -127,13 +154,46 @@ describe("docs/openapi.yaml", () => {
     const enumValues = (doc.components.schemas.ErrorCode.enum ?? []) as string[];
     const dir = join(__dirname, "..", "..", "src", "http");
     const codes = new Set<string>();
-    for (const f of ["verify.routes.ts", "admin.routes.ts", "auth.ts", "errors.ts", "idempotency.ts", "webhook.routes.ts"]) {
+    const files = [
+      "verify.routes.ts", "admin.routes.ts", "auth.ts", "errors.ts", "idempotency.ts", "webhook.routes.ts",
+      "flows.routes.ts", "conversation.routes.ts", "metrics.routes.ts",
+    ];
+    for (const f of files) {
       const src = readFileSync(join(dir, f), "utf8");
       for (const m of src.matchAll(/new ApiError\(\s*\d{3},\s*"([a-z_]+)"/g)) codes.add(m[1]!);
       for (const m of src.matchAll(/sendError\(\s*res,\s*[^,]+,\s*"([a-z_]+)"/g)) codes.add(m[1]!);
     }
     expect(codes.size).toBeGreaterThan(10);
+    // the codes of the flows, conversation and metrics routes in particular
+    expect([...codes]).toEqual(expect.arrayContaining(["invalid_flow", "flow_not_found", "unsupported_media_type", "handed_off", "not_handed_off", "unauthorized"]));
     expect([...codes].filter((c) => !enumValues.includes(c))).toEqual([]);
+  });
+
+  it("describes the flow document: its fields, every trigger and every step type with its fields (src/flows/schema.ts)", () => {
+    const schemas = doc.components.schemas;
+    const fieldsOf = (z: any) => Object.keys(z.shape).sort();
+    const requiredOf = (z: any) => Object.entries<any>(z.shape).filter(([, v]) => !v.safeParse(undefined).success).map(([k]) => k).sort();
+    expect(Object.keys(schemas.FlowDocument.properties).sort()).toEqual(fieldsOf(flowDocumentSchema));
+    const problems: string[] = [];
+    const mapping = schemas.FlowStep.discriminator.mapping as Record<string, string>;
+    const stepTypes = (stepSchema as any).options.map((o: any) => o.shape.type.value as string);
+    expect(Object.keys(mapping).sort()).toEqual([...stepTypes].sort());
+    expect(schemas.FlowStep.oneOf.map((r: any) => r.$ref).sort()).toEqual(Object.values(mapping).sort());
+    for (const z of (stepSchema as any).options) {
+      const type = z.shape.type.value as string;
+      const s = resolvePointer(doc, mapping[type] ?? "") as any;
+      if (!s) continue;
+      if (s.properties?.type?.const !== type) problems.push(`step ${type}: type is not const ${type}`);
+      if (JSON.stringify(Object.keys(s.properties).sort()) !== JSON.stringify(fieldsOf(z))) problems.push(`step ${type}: fields ${Object.keys(s.properties)} vs ${fieldsOf(z)}`);
+      if (JSON.stringify([...s.required].sort()) !== JSON.stringify(requiredOf(z))) problems.push(`step ${type}: required ${s.required} vs ${requiredOf(z)}`);
+    }
+    for (const z of (triggerSchema as any).options) {
+      const type = z.shape.type.value as string;
+      const s = schemas.FlowTrigger.oneOf.find((t: any) => t.properties?.type?.const === type);
+      if (!s) problems.push(`trigger ${type}: not documented`);
+      else if (JSON.stringify(Object.keys(s.properties).sort()) !== JSON.stringify(fieldsOf(z))) problems.push(`trigger ${type}: fields differ`);
+    }
+    expect(problems).toEqual([]);
   });
 
   it("describes every field the presenter returns in the Verification schema", () => {
