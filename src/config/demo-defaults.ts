@@ -18,4 +18,6 @@ export const DEMO_DEFAULTS: Record<string, string> = {
   QUEUE_PREFIX: "wabot-demo",
   SMS_PROVIDER: "sandbox",
   VOICE_PROVIDER: "sandbox",
+  EMAIL_PROVIDER: "sandbox",
+  PUBLIC_BASE_URL: "http://localhost:3000",
 };

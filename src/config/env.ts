@@ -63,7 +63,16 @@ export const envSchema = z.object({
   TWILIO_BASE_URL: url(["http:", "https:"]).default("https://api.twilio.com"),
   /** Where Twilio can reach us (https in production): status callbacks go to {PUBLIC_BASE_URL}/providers/twilio/status. */
   PUBLIC_BASE_URL: url(["http:", "https:"]).optional(),
+  /** Where PIN reset links are emailed from: none (off: no reset by email), sandbox (recorded in memory, for the demo) or smtp. */
+  EMAIL_PROVIDER: z.enum(["none", "sandbox", "smtp"]).default("none"),
+  /** The SMTP server, with its credentials (smtps:// for implicit TLS, smtp:// upgrades with STARTTLS); required when EMAIL_PROVIDER is smtp. */
+  SMTP_URL: url(["smtp:", "smtps:"]).optional(),
+  /** The From address of the bot's emails (PIN reset links). */
+  EMAIL_FROM: z.string().min(3).max(320).default("no-reply@localhost"),
+  /** How long a PIN reset link, emailed to the recovery address, stays valid (minutes; single use). Links are {PUBLIC_BASE_URL}/pin-reset/…. */
+  PIN_RESET_LINK_MINUTES: int(1, 24 * 60).default(30),
 }).superRefine((env, ctx) => {
+  if (env.EMAIL_PROVIDER === "smtp" && !env.SMTP_URL) ctx.addIssue({ code: "custom", path: ["SMTP_URL"], message: "is required when EMAIL_PROVIDER=smtp" });
   const users = (["SMS_PROVIDER", "VOICE_PROVIDER"] as const).filter((k) => env[k] === "twilio");
   if (users.length === 0) return;
   for (const name of ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"] as const) {

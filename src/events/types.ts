@@ -22,6 +22,11 @@ export const EVENT_TYPES = [
   "verification.canceled",
   "verification.reported",
   "number.blocked",
+  "contact.verified",
+  "contact.number_changed",
+  "login.revoked",
+  "unauthorized_access.reported",
+  "reverification.requested",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -79,6 +84,54 @@ export const eventDataSchemas = {
     until: isoDate,
     reason: z.string().min(1).max(200).optional(),
     verificationId: z.uuid().optional(),
+  }),
+  /** the contact proved it holds its number (a journey approved a code) */
+  "contact.verified": z.strictObject({
+    contactId: z.uuid(),
+    to: e164.optional(),
+    verifiedAt: isoDate,
+    /** what verified it, e.g. "flow:login" */
+    source: z.string().min(1).max(100).optional(),
+  }),
+  /** the contact's number or WhatsApp user id changed (in the chat, or Meta said so); its verified state is cleared */
+  "contact.number_changed": z.strictObject({
+    contactId: z.uuid(),
+    from: e164.optional(),
+    to: e164.optional(),
+    /** the business-scoped user id before and after, when that is what changed */
+    fromUserId: z.string().min(1).max(128).optional(),
+    userId: z.string().min(1).max(128).optional(),
+    /** "user_changed_number", "user_changed_user_id", "customer_identity_changed", "customer_request" */
+    reason: z.string().min(1).max(200),
+    /** a fresh verification is required before anything else */
+    reverifyRequired: z.boolean(),
+  }),
+  /** logins (sessions) the business reported for the contact were revoked: end them on your side */
+  "login.revoked": z.strictObject({
+    contactId: z.uuid(),
+    to: e164.optional(),
+    count: z.number().int().min(0),
+    /** the business's own ids of the revoked logins (at most 100 listed) */
+    loginIds: z.array(z.string().min(1).max(200)).max(100),
+    /** "customer_request", "api", … */
+    reason: z.string().min(1).max(200).optional(),
+  }),
+  /** the customer told the bot someone else may be using their account */
+  "unauthorized_access.reported": z.strictObject({
+    contactId: z.uuid(),
+    to: e164.optional(),
+    /** pending verifications canceled for the number */
+    canceled: z.number().int().min(0).optional(),
+    /** new codes to the number are refused until then */
+    blockedUntil: isoDate.optional(),
+    reason: z.string().min(1).max(200),
+  }),
+  /** a fresh verification is required from the contact (asked by the business or by a rule) */
+  "reverification.requested": z.strictObject({
+    contactId: z.uuid(),
+    to: e164.optional(),
+    requestedAt: isoDate,
+    reason: z.string().min(1).max(200).optional(),
   }),
 } satisfies Record<EventType, z.ZodType>;
 

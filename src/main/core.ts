@@ -23,6 +23,10 @@ import { FlowStore } from "../flows/flow-store";
 import { installBuiltinFlows, loadBuiltinFlows } from "../flows/builtin";
 import { PinService } from "../pin/pin.service";
 import { mergeActions, type ActionRegistry } from "../journeys/actions";
+import { createContactActions } from "../journeys/contacts.actions";
+import { createPinActions } from "../journeys/pin.actions";
+import { createEmailSender, type EmailSender } from "../providers/email";
+import { systemMessageHandler } from "../journeys/system-messages";
 import { producerConnection } from "../queues/redis";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
@@ -62,6 +66,7 @@ export interface Core {
   flows: FlowStore;
   flowHandler: FlowHandler;
   pins: PinService;
+  email: EmailSender | undefined;
   /** ops: this process's Prometheus registry and instruments (docs/metrics.md) */
   metrics: Metrics;
   close(): Promise<void>;
@@ -112,19 +117,32 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents });
   const flows = FlowStore.shared(prisma, clock);
   const pins = new PinService({ clock, logger });
-  const actions = mergeActions(...(opts.actions ?? []));
+  const email = createEmailSender(config, logger);
+  const actions = mergeActions(
+    createContactActions({ prisma, eventPublisher, logger: logger.child({ component: "contact-actions" }), verifications }),
+    createPinActions({ prisma, pins, keyring, clock, logger, email, config }),
+    ...(opts.actions ?? []),
+  );
   const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions });
   // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
-  const router = new Router([otpChatHandler({ verifications, delivery: planner }), flowHandler, ...(opts.handlers ?? []), greetingHandler]);
+  // Meta's system notices (number changed) move the contact before anything can answer it
+  const router = new Router([
+    systemMessageHandler({ eventPublisher, logger }),
+    otpChatHandler({ verifications, delivery: planner }),
+    flowHandler,
+    ...(opts.handlers ?? []),
+    greetingHandler,
+  ]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
   // ops: one Prometheus registry per process; queue depths and DB-derived gauges are read at scrape time
   const metrics = createMetrics({ logger, queues, db: prisma, defaultMetrics: opts.defaultMetrics });
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, flowHandler, pins, metrics,
+    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, flowHandler, pins, email, metrics,
     async close() {
       senders.close();
+      email?.close?.();
       await Promise.allSettled(Object.values(queues).map((q) => q.close()));
       await Promise.allSettled([prisma.$disconnect(), redis.status === "ready" ? redis.quit() : Promise.resolve(redis.disconnect())]);
     },

@@ -6,6 +6,9 @@ import { createHttpApp } from "../http/app";
 import { authenticate } from "../http/auth";
 import { flowsRoutes } from "../http/flows.routes";
 import { conversationRoutes } from "../http/conversation.routes";
+import { contactsRoutes } from "../http/contacts.routes";
+import { pinResetRoutes } from "../http/pin-reset.routes";
+import { startFlowFor } from "../conversation/start-flow";
 import { metricsRoutes } from "../http/metrics.routes"; // ops
 import { openApiRoutes } from "../http/openapi.routes";
 import { providerStatusRoutes } from "../http/provider-status.routes";
@@ -76,8 +79,21 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   });
   const router = Router();
   router.use(openApiRoutes());
+  // the PIN reset link of an email (no API key: the single-use token is the secret)
+  router.use(pinResetRoutes({ prisma: core.prisma, pins: core.pins, keyring: core.keyring, clock: core.clock, logger: core.logger, publicBaseUrl: config.PUBLIC_BASE_URL }));
   const conversations = conversationRoutes({ prisma: core.prisma, flows: core.flows, flowHandler: core.flowHandler, outbox: core.outbox, clock: core.clock, tenants: core.tenants });
-  router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }), conversations.v1);
+  const contacts = contactsRoutes({
+    prisma: core.prisma,
+    eventPublisher: core.eventPublisher,
+    clock: core.clock,
+    logger: core.logger,
+    // the business asks for a fresh verification: the built-in `reverify` journey starts for that number
+    startFlow: async ({ tenantId, phoneE164 }) => {
+      const t = await core.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+      return startFlowFor(core, { ...t, settings: (t.settings ?? {}) as Record<string, unknown> }, { phoneE164, flow: "reverify", variables: {} });
+    },
+  });
+  router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }), conversations.v1, contacts.v1);
   // flows first: the admin router's own JSON parser (256 kB) must not take the flows routes' bodies (1 MB, YAML)
   const tenantCreated: typeof onTenantCreated = (t) => {
     onTenantCreated?.(t);

@@ -14,7 +14,7 @@ beforeAll(async () => {
     sandbox: { templates: [...DEFAULT_TEMPLATES, { name: "login_notice", language: "en_US", category: "UTILITY", body: "New login to your account from {{1}}." }] },
   });
   const notice = {
-    name: "login-notice",
+    name: "login-alert",
     triggers: [{ type: "api" }],
     steps: [
       {
@@ -27,7 +27,7 @@ beforeAll(async () => {
       { id: "tip", type: "send", text: "If this wasn't you, reply HELP." },
     ],
   };
-  expect((await api().put("/admin/flows/login-notice").set(admin()).send(notice)).status).toBe(201);
+  expect((await api().put("/admin/flows/login-alert").set(admin()).send(notice)).status).toBe(201);
   const support = {
     name: "support",
     triggers: [{ type: "keyword", keywords: ["agent"] }],
@@ -40,9 +40,9 @@ afterAll(async () => {
 });
 
 it("outside the 24-hour window only the template goes out; the free-text step is skipped", async () => {
-  const res = await api().post("/v1/flows/login-notice/start").set(admin()).send({ to: "+14155550180", variables: { device: "Chrome on Mac" } });
+  const res = await api().post("/v1/flows/login-alert/start").set(admin()).send({ to: "+14155550180", variables: { device: "Chrome on Mac" } });
   expect(res.status).toBe(202);
-  expect(res.body).toMatchObject({ flow: "login-notice", version: 1, to: "+14155550180" });
+  expect(res.body).toMatchObject({ flow: "login-alert", version: 1, to: "+14155550180" });
   const sent = await waitFor(() => outbound("14155550180").length >= 1 && outbound("14155550180"));
   await new Promise((r) => setTimeout(r, 300));
   expect(outbound("14155550180")).toHaveLength(1);
@@ -56,7 +56,7 @@ it("outside the 24-hour window only the template goes out; the free-text step is
 it("inside the window the flow's texts go out as they are", async () => {
   await sys.sandbox.injectInbound({ from: "14155550181", text: "hi" });
   await waitFor(() => outbound("14155550181").length >= 1); // the greeting
-  const res = await api().post("/v1/flows/login-notice/start").set(admin()).send({ to: "+14155550181", variables: { device: "Firefox" } });
+  const res = await api().post("/v1/flows/login-alert/start").set(admin()).send({ to: "+14155550181", variables: { device: "Firefox" } });
   expect(res.status).toBe(202);
   const texts = await waitFor(() => {
     const t = outbound("14155550181").map((m) => m.text);
@@ -67,7 +67,7 @@ it("inside the window the flow's texts go out as they are", async () => {
 
 it("refuses an unknown flow and a bad number", async () => {
   expect((await api().post("/v1/flows/nope/start").set(admin()).send({ to: "+14155550182" })).status).toBe(404);
-  const bad = await api().post("/v1/flows/login-notice/start").set(admin()).send({ to: "12" });
+  const bad = await api().post("/v1/flows/login-alert/start").set(admin()).send({ to: "12" });
   expect(bad.status).toBe(400);
   expect(bad.body.error.code).toBe("invalid_phone_number");
 });

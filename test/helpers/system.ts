@@ -1,5 +1,6 @@
 import type { Config } from "../../src/config/env";
 import type { MessageHandler } from "../../src/conversation/router";
+import type { ActionRegistry } from "../../src/journeys/actions";
 import type { Clock } from "../../src/shared/clock";
 import { createLogger } from "../../src/observability/logger";
 import { buildCore, ensureDefaultTenant, type Core } from "../../src/main/core";
@@ -26,7 +27,7 @@ export interface TestSystem {
  * sandbox as Meta on an ephemeral port: webhooks go sandbox → bot, sends go bot → sandbox.
  */
 export async function startTestSystem(
-  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock; captureLogs?: string[] } = {},
+  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock; captureLogs?: string[]; actions?: ActionRegistry[] } = {},
 ): Promise<TestSystem> {
   const db = await createTestDatabase();
   const base = testConfig({ DATABASE_URL: db.url, ...opts.env });
@@ -41,7 +42,7 @@ export async function startTestSystem(
   const logger = opts.captureLogs
     ? createLogger({ level: config.LOG_LEVEL, destination: { write: (line: string) => void opts.captureLogs!.push(line) } })
     : undefined;
-  const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock, logger });
+  const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock, logger, actions: opts.actions });
   const tenant = await ensureDefaultTenant(core);
   const workers =
     opts.workers === false
