@@ -88,9 +88,16 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
     clock: core.clock,
     logger: core.logger,
     // the business asks for a fresh verification: the built-in `reverify` journey starts for that number
-    startFlow: async ({ tenantId, phoneE164 }) => {
+    startFlow: async ({ tenantId, phoneE164, reason }) => {
       const t = await core.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
-      return startFlowFor(core, { ...t, settings: (t.settings ?? {}) as Record<string, unknown> }, { phoneE164, flow: "reverify", variables: {} });
+      const outcome = await startFlowFor(core, { ...t, settings: (t.settings ?? {}) as Record<string, unknown> }, {
+        phoneE164,
+        flow: "reverify",
+        variables: reason ? { reason } : {},
+      });
+      // the route reports flowStarted: false when this throws (no live reverify flow, or a person has the chat)
+      if (outcome.kind !== "started") throw new Error(`reverify flow not started: ${outcome.kind}`);
+      return outcome;
     },
   });
   router.use("/v1", auth, verifyRoutes({ verifications: core.verifications, prisma: core.prisma }), conversations.v1, contacts.v1);

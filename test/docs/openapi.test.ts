@@ -3,18 +3,21 @@ import { join } from "node:path";
 import type { Router } from "express";
 import { parse } from "yaml";
 import { adminRoutes } from "../../src/http/admin.routes";
+import { contactsRoutes } from "../../src/http/contacts.routes";
 import { conversationRoutes } from "../../src/http/conversation.routes";
 import { flowsRoutes } from "../../src/http/flows.routes";
 import { metricsRoutes } from "../../src/http/metrics.routes";
+import { pinResetRoutes } from "../../src/http/pin-reset.routes";
 import { verifyRoutes } from "../../src/http/verify.routes";
 import { flowDocumentSchema, stepSchema, triggerSchema } from "../../src/flows/schema";
+import { PIN_RESET_PATH } from "../../src/journeys/pin.actions";
 import { OTP_ERRORS } from "../../src/otp/errors";
 
 /**
  * docs/openapi.yaml is hand-written: these checks keep it honest. It must parse as OpenAPI 3.1, every $ref must
- * resolve, every route the Verify, admin, flows, conversation and metrics routers register must be documented, and
- * every error code of the Verify API's catalogue and of the HTTP layer must be in the Error schema's enum. No
- * database or Redis is needed.
+ * resolve, every route the Verify, admin, flows, conversation, metrics, contacts and PIN reset routers register must
+ * be documented, and every error code of the Verify API's catalogue and of the HTTP layer must be in the Error
+ * schema's enum. No database or Redis is needed.
  */
 const file = join(__dirname, "..", "..", "docs", "openapi.yaml");
 const doc = parse(readFileSync(file, "utf8")) as Record<string, any>;
@@ -96,7 +99,7 @@ describe("docs/openapi.yaml", () => {
     expect(problems).toEqual([]);
   });
 
-  it("documents every route of the Verify, admin, flows, conversation and metrics routers", () => {
+  it("documents every route of the Verify, admin, flows, conversation, metrics, contacts and PIN reset routers", () => {
     const conversations = conversationRoutes({ prisma: unused as any, flows: unused as any, flowHandler: unused as any, outbox: unused as any, clock: unused as any, tenants: unused as any });
     const registered = [
       ...routesOf(verifyRoutes({ verifications: unused as any, prisma: unused as any }), "/v1"),
@@ -105,9 +108,16 @@ describe("docs/openapi.yaml", () => {
       ...routesOf(flowsRoutes({ prisma: unused as any, flows: unused as any }), "/admin"),
       ...routesOf(conversations.admin, "/admin"),
       ...routesOf(metricsRoutes({ metrics: unused as any, adminApiKey: "unused" }), ""),
+      ...routesOf(contactsRoutes({ prisma: unused as any, eventPublisher: unused as any }).v1, "/v1"),
+      // the PIN reset router asks its logger for a child when it is built
+      ...routesOf(pinResetRoutes({ prisma: unused as any, pins: unused as any, keyring: unused as any, clock: unused as any, logger: { child: () => unused } as any }), ""),
     ];
-    expect(registered.length).toBeGreaterThanOrEqual(25);
-    for (const r of ["post /v1/flows/{name}/start", "put /admin/flows/{name}", "post /admin/handoffs/release", "get /metrics"]) {
+    expect(registered.length).toBeGreaterThanOrEqual(32);
+    for (const r of [
+      "post /v1/flows/{name}/start", "put /admin/flows/{name}", "post /admin/handoffs/release", "get /metrics",
+      "get /v1/contacts/{phone}", "delete /v1/contacts/{phone}/logins/{id}", "post /v1/contacts/{phone}/reverify",
+      "get /pin-reset/{token}", "post /pin-reset/{token}",
+    ]) {
       expect(registered.map(({ method, path }) => `${method} ${path}`)).toContain(r);
     }
     const missing = registered.filter(({ method, path }) => !doc.paths[path]?.[method]).map(({ method, path }) => `${method.toUpperCase()} ${path}`);
@@ -116,7 +126,8 @@ describe("docs/openapi.yaml", () => {
 
   it("documents the routes of the route files (a second, source-level look)", () => {
     const found: string[] = [];
-    // conversation.routes.ts builds two routers: `v1` (mounted at /v1) and `admin` (mounted at /admin)
+    // conversation.routes.ts builds two routers: `v1` (mounted at /v1) and `admin` (mounted at /admin);
+    // contacts.routes.ts builds `v1` (mounted at /v1); pin-reset.routes.ts is mounted at the root
     const files: Array<[file: string, router: string, mount: string]> = [
       ["verify.routes.ts", "router", "/v1"],
       ["admin.routes.ts", "router", "/admin"],
@@ -126,15 +137,24 @@ describe("docs/openapi.yaml", () => {
       ["metrics.routes.ts", "router", ""],
       ["webhook.routes.ts", "router", ""],
       ["health.routes.ts", "router", ""],
+      ["contacts.routes.ts", "v1", "/v1"],
+      ["pin-reset.routes.ts", "router", ""],
     ];
+    // constants that route paths written as template literals use (`${PIN_RESET_PATH}/:token`)
+    const constants: Record<string, string> = { PIN_RESET_PATH };
     for (const [f, router, mount] of files) {
       const src = readFileSync(join(__dirname, "..", "..", "src", "http", f), "utf8");
-      const re = new RegExp(`\\b${router}\\.(get|post|put|patch|delete)\\(\\s*"([^"]+)"`, "g");
+      const re = new RegExp(`\\b${router}\\.(get|post|put|patch|delete)\\(\\s*(?:"([^"]+)"|\`([^\`]+)\`)`, "g");
       const before = found.length;
-      for (const m of src.matchAll(re)) found.push(`${m[1]} ${mount}${m[2]!.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
+      for (const m of src.matchAll(re)) {
+        const path = (m[2] ?? m[3]!).replace(/\$\{([A-Za-z0-9_]+)\}/g, (all, name: string) => constants[name] ?? all);
+        expect(path).not.toContain("${");
+        found.push(`${m[1]} ${mount}${path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
+      }
       expect(`${f} (${router}): ${found.length - before} routes`).not.toMatch(/: 0 routes$/);
     }
-    expect(found.length).toBeGreaterThanOrEqual(29);
+    expect(found.length).toBeGreaterThanOrEqual(36);
+    expect(found).toEqual(expect.arrayContaining(["post /v1/contacts/{phone}/logins", "post /pin-reset/{token}"]));
     const missing = found.filter((r) => {
       const [method, path] = r.split(" ") as [string, string];
       return !doc.paths[path]?.[method];
@@ -156,16 +176,21 @@ describe("docs/openapi.yaml", () => {
     const codes = new Set<string>();
     const files = [
       "verify.routes.ts", "admin.routes.ts", "auth.ts", "errors.ts", "idempotency.ts", "webhook.routes.ts",
-      "flows.routes.ts", "conversation.routes.ts", "metrics.routes.ts",
+      "flows.routes.ts", "conversation.routes.ts", "metrics.routes.ts", "contacts.routes.ts", "pin-reset.routes.ts",
     ];
     for (const f of files) {
       const src = readFileSync(join(dir, f), "utf8");
       for (const m of src.matchAll(/new ApiError\(\s*\d{3},\s*"([a-z_]+)"/g)) codes.add(m[1]!);
       for (const m of src.matchAll(/sendError\(\s*res,\s*[^,]+,\s*"([a-z_]+)"/g)) codes.add(m[1]!);
+      // codes kept in a constant and passed on (pin-reset.routes.ts: `const GONE = { code: "link_gone", … }`)
+      for (const m of src.matchAll(/\{\s*code:\s*"([a-z_]+)"/g)) codes.add(m[1]!);
     }
     expect(codes.size).toBeGreaterThan(10);
-    // the codes of the flows, conversation and metrics routes in particular
-    expect([...codes]).toEqual(expect.arrayContaining(["invalid_flow", "flow_not_found", "unsupported_media_type", "handed_off", "not_handed_off", "unauthorized"]));
+    // the codes of the flows, conversation, metrics, contacts and PIN reset routes in particular
+    expect([...codes]).toEqual(expect.arrayContaining([
+      "invalid_flow", "flow_not_found", "unsupported_media_type", "handed_off", "not_handed_off", "unauthorized",
+      "contact_not_found", "login_not_found", "login_exists", "link_gone",
+    ]));
     expect([...codes].filter((c) => !enumValues.includes(c))).toEqual([]);
   });
 
