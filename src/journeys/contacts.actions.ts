@@ -193,6 +193,11 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
     return r;
   };
 
+  /** A contact that never wrote, was never verified and has no user id: made only to send it a code. */
+  const PLACEHOLDER_FIELDS = { id: true, lastInboundAt: true, verifiedAt: true, userId: true } as const;
+  const isPlaceholder = (c: { lastInboundAt: Date | null; verifiedAt: Date | null; userId: string | null }) =>
+    c.lastInboundAt === null && c.verifiedAt === null && c.userId === null;
+
   const changeNumber: ActionExecutor = async (ctx, params) => {
     const raw = params.new_number;
     if (typeof raw !== "string" || raw.trim() === "") return { ok: false, error: "missing_new_number" };
@@ -205,12 +210,19 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
     }
     const waId = to.slice(1);
     if (ctx.contact.phoneE164 === to && ctx.contact.waId === waId) return { ok: true, data: { changed: false, to } };
-    const taken = await prisma.contact.findFirst({ where: { tenantId: ctx.tenant.id, id: { not: ctx.contact.id }, OR: [{ waId }, { phoneE164: to }] }, select: { id: true } });
-    if (taken) return { ok: false, error: "number_in_use" };
+    const taken = await prisma.contact.findFirst({ where: { tenantId: ctx.tenant.id, id: { not: ctx.contact.id }, OR: [{ waId }, { phoneE164: to }] }, select: PLACEHOLDER_FIELDS });
+    if (taken && !isPlaceholder(taken)) return { ok: false, error: "number_in_use" };
     const from = ctx.contact.phoneE164;
     const write = writeContact(ctx, "change_number", async (tx, c) => {
-      const again = await tx.contact.findFirst({ where: { tenantId: ctx.tenant.id, id: { not: c.id }, OR: [{ waId }, { phoneE164: to }] }, select: { id: true } });
-      if (again) throw new NumberInUse("number_in_use: another contact took the number meanwhile");
+      const again = await tx.contact.findFirst({ where: { tenantId: ctx.tenant.id, id: { not: c.id }, OR: [{ waId }, { phoneE164: to }] }, select: PLACEHOLDER_FIELDS });
+      if (again && !isPlaceholder(again)) throw new NumberInUse("number_in_use: another contact took the number meanwhile");
+      if (again) {
+        // the new number's record exists only because its confirmation code was sent to it: fold it into this contact
+        await tx.message.updateMany({ where: { contactId: again.id }, data: { contactId: c.id } });
+        await tx.verification.updateMany({ where: { contactId: again.id }, data: { contactId: c.id } });
+        await tx.session.deleteMany({ where: { contactId: again.id } });
+        await tx.contact.delete({ where: { id: again.id } });
+      }
       await tx.contact.update({ where: { id: c.id }, data: { waId, phoneE164: to, verifiedAt: null } });
       await recordAudit(tx, { tenantId: ctx.tenant.id, type: "contact.number_changed", actor: actorOf(ctx), subject: c.id, data: { from: maskPhone(c.phoneE164) ?? null, to: maskPhone(to) ?? null }, at: ctx.now });
       return [
