@@ -1,4 +1,6 @@
+import { randomUUID } from "node:crypto";
 import type { PrismaClient, Tx } from "../db/prisma";
+import type { BatchStatement } from "../db/sql";
 import { Prisma } from "../db/prisma";
 import { maskPhone } from "../observability/logger";
 import { assertNoSecrets } from "../shared/no-secrets";
@@ -71,12 +73,34 @@ export function auditSubject(subject: string | null | undefined): string | null 
   return subject;
 }
 
-/** Writes one audit row (in the caller's transaction). Throws SecretInDataError if `data` carries a secret. */
-export async function recordAudit(tx: Pick<Tx, "auditEvent">, input: AuditInput): Promise<string> {
+function checkedData(input: AuditInput): Record<string, unknown> {
   if (!TYPE_RE.test(input.type) || input.type.length > 100) throw new Error(`invalid audit type "${input.type}"`);
   if (!input.actor || input.actor.length > 200) throw new Error("an audit actor is required (at most 200 characters)");
   const data = input.data ?? {};
   assertNoSecrets(data, { words: ["token", "tokens"], what: `audit ${input.type}` });
+  return data;
+}
+
+const INSERT_AUDIT = `INSERT INTO audit_events (id, tenant_id, type, actor, verification_id, subject, data, created_at)
+VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::uuid, $6::text, $7::jsonb, COALESCE($8::timestamptz, now()))`;
+
+/**
+ * `recordAudit` as a statement for the hot paths' SQL transactions (src/db/sql.ts `batch`): the same checks
+ * (thrown here, before anything is sent), the same row.
+ */
+export function auditStatement(input: AuditInput): BatchStatement & { id: string } {
+  const data = checkedData(input);
+  const id = randomUUID();
+  return {
+    id,
+    statement: INSERT_AUDIT,
+    values: [id, input.tenantId, input.type, input.actor, input.verificationId ?? null, auditSubject(input.subject), JSON.stringify(data), input.at ?? null],
+  };
+}
+
+/** Writes one audit row (in the caller's transaction). Throws SecretInDataError if `data` carries a secret. */
+export async function recordAudit(tx: Pick<Tx, "auditEvent">, input: AuditInput): Promise<string> {
+  const data = checkedData(input);
   const row = await tx.auditEvent.create({
     data: {
       tenantId: input.tenantId,

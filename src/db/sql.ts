@@ -47,7 +47,7 @@ function text(s: Statement): string {
 }
 
 /** BEGIN, the statement timeout and the advisory locks of a transaction, as parameterised statements. */
-function beginStatements(opts: TransactionOptions | undefined): { text: string; values: string[] }[] {
+function beginStatements(opts: TransactionOptions | undefined): { text: string; values: (string | null)[] }[] {
   const out = [
     { text: "BEGIN", values: [] as string[] },
     { text: `SET LOCAL statement_timeout = ${STATEMENT_TIMEOUT_MS}`, values: [] as string[] },
@@ -85,8 +85,8 @@ interface PgConnection {
 class PipelinedQuery extends PgQuery {
   constructor(
     config: { text: string; name?: string; values: unknown[]; queryMode: "extended"; callback: ResultCallback },
-    private readonly before: { text: string; values: string[] }[],
-    private readonly after: { text: string; values: string[] }[],
+    private readonly before: { text: string; values: (string | null)[] }[],
+    private readonly after: { text: string; values: (string | null)[] }[],
   ) {
     super(config);
   }
@@ -95,8 +95,8 @@ class PipelinedQuery extends PgQuery {
   static run<R extends QueryResultRow>(
     client: PoolClient,
     config: { text: string; name?: string; values: unknown[] },
-    before: { text: string; values: string[] }[],
-    after: { text: string; values: string[] }[],
+    before: { text: string; values: (string | null)[] }[],
+    after: { text: string; values: (string | null)[] }[],
   ): Promise<QueryResult<R>[]> {
     return new Promise((resolve, reject) => {
       const callback: ResultCallback = (err, res) => (err ? reject(err) : resolve(res as QueryResult<R>[]));
@@ -105,7 +105,7 @@ class PipelinedQuery extends PgQuery {
     });
   }
 
-  private send(connection: PgConnection, list: { text: string; values: string[] }[]) {
+  private send(connection: PgConnection, list: { text: string; values: (string | null)[] }[]) {
     for (const st of list) {
       connection.parse({ text: st.text, name: "", types: [] });
       connection.bind({ statement: "", portal: "", values: st.values });
@@ -192,11 +192,56 @@ class PgTransactionQueryable implements Queryable {
     return (await this.run(statement, values, opts)).rowCount;
   }
 
+  /** Several statements in one round trip (see `batch` below); one row list per statement. */
+  async batch(list: BatchStatement[], opts?: QueryOptions): Promise<Record<string, unknown>[][]> {
+    if (this.committed) throw new Error("statement after the transaction's COMMIT");
+    if (list.length === 0) {
+      if (opts?.commit) await this.commit();
+      return [];
+    }
+    const before = this.begun ? [] : beginStatements(this.opts);
+    const after = opts?.commit ? COMMIT : [];
+    this.begun = true;
+    if (after.length) this.committed = true;
+    const [first, ...rest] = list.map((st) => ({ text: text(st.statement), values: st.values.map(wireValue) }));
+    const res = await PipelinedQuery.run(this.client, first!, before, [...rest, ...after]);
+    const results = Array.isArray(res) ? res : [res as unknown as QueryResult]; // pg gives one statement's result bare
+    return results.slice(before.length, before.length + list.length).map((r) => r.rows as Record<string, unknown>[]);
+  }
+
   async commit(): Promise<void> {
     if (this.committed) return;
     this.committed = true;
     if (this.begun) await this.client.query("COMMIT");
   }
+}
+
+/** One statement of a `batch`. */
+export interface BatchStatement {
+  statement: Statement;
+  values: unknown[];
+}
+
+/** A parameter as pg sends it (text format); what pg's own prepareValue does for the types used here. */
+function wireValue(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v.toISOString();
+  if (typeof v === "bigint") return v.toString();
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}
+
+/**
+ * Runs statements in order inside a transaction. On the pg pool they go in ONE round trip (pipelined, one Sync:
+ * an error skips the rest and the transaction is rolled back by `Sql.transaction`), with COMMIT too when
+ * `opts.commit`; through the Prisma fallback they run one after another. Returns one row list per statement.
+ * Statements whose values depend on an earlier statement's result cannot be batched with it.
+ */
+export async function batch(q: Queryable, list: BatchStatement[], opts?: QueryOptions): Promise<Record<string, unknown>[][]> {
+  if (q instanceof PgTransactionQueryable) return q.batch(list, opts);
+  const out: Record<string, unknown>[][] = [];
+  for (const [i, st] of list.entries()) out.push(await q.query(st.statement, st.values, { commit: opts?.commit && i === list.length - 1 }));
+  return out;
 }
 
 /** The pg implementation: one pooled connection per transaction, with BEGIN and COMMIT pipelined. */

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Queue } from "bullmq";
 import type { PrismaClient, Tx } from "../db/prisma";
+import type { BatchStatement } from "../db/sql";
 import { Prisma } from "../db/prisma";
 import type { Logger } from "../observability/logger";
 import { jobIds, jobOptions, type EventJob } from "../queues/jobs";
@@ -46,6 +47,26 @@ export class EventPublisher {
       select: { id: true },
     });
     return id;
+  }
+
+  /**
+   * `publish` for the hot paths' SQL transactions: the caller passes the tenant's callback URL (from settings it
+   * read in the same request, `settings.events.url`) and adds the returned statement to its transaction. Null
+   * when there is no URL. Same checks as `publish`, thrown before anything is sent.
+   */
+  static publishStatement<T extends EventType>(url: string | undefined, input: { tenantId: string; type: T; data: EventData<T>; now: Date }): (BatchStatement & { id: string }) | null {
+    if (!isEventType(input.type)) throw new Error(`unknown event type ${String(input.type)}`);
+    assertNoSecrets(input.data, { what: `event ${input.type}` });
+    const data = eventDataSchemas[input.type].parse(input.data);
+    if (!url) return null;
+    const id = randomUUID();
+    const payload: EventEnvelope = { id, type: input.type, createdAt: input.now.toISOString(), tenantId: input.tenantId, data };
+    return {
+      id,
+      statement: `INSERT INTO event_deliveries (id, tenant_id, type, payload, url, status, created_at, updated_at)
+VALUES ($1::uuid, $2::uuid, $3::text, $4::jsonb, $5::text, 'pending', $6::timestamptz, now())`,
+      values: [id, input.tenantId, input.type, JSON.stringify(payload), url, input.now],
+    };
   }
 
   /** After commit: one job per delivery row (ids from `publish`; nulls are skipped). */

@@ -183,7 +183,7 @@ export const httpStep = z.strictObject({
  */
 export const ACTIONS = [
   "mark_verified", "clear_verified", "list_logins", "revoke_logins", "revoke_login", "change_number", "pin_status",
-  "request_pin_reset", "remove_pin", "notify_business", "report_unauthorized", "clear_reverify",
+  "request_pin_reset", "remove_pin", "set_recovery_email", "notify_business", "report_unauthorized", "clear_reverify",
 ] as const;
 export const actionStep = z.strictObject({
   ...base,

@@ -20,15 +20,35 @@ export interface AuthDeps {
   failuresPerMinute?: number;
 }
 
+/**
+ * How long a process may answer from its own view of an IP's failed-authentication window instead of asking Redis
+ * before every request. The view is refreshed from Redis after this long, and every failure in this process
+ * updates it from Redis's answer (consume returns the window's global count), so the limit is exact for failures
+ * seen here; failures made meanwhile through OTHER processes are seen within this time.
+ */
+const FAILURE_VIEW_MS = 1000;
+
 /** Bearer authentication for /v1 and /admin; guessing keys is throttled per client IP. */
 export function authenticate(deps: AuthDeps): RequestHandler {
+  const limit = deps.failuresPerMinute ?? 30;
+  const views = new Map<string, { at: number; remaining: number; msBeforeNext: number }>();
+  const failuresLeft = async (ip: string) => {
+    const now = Date.now();
+    const v = views.get(ip);
+    if (v && v.remaining > 0 && now - v.at < FAILURE_VIEW_MS) return v;
+    const r = await deps.limits.remaining("auth_failures", ip, limit, 60);
+    if (views.size >= 10_000) views.clear();
+    const view = { at: now, ...r };
+    views.set(ip, view);
+    return view;
+  };
   return async (req: Request, _res: Response, next: NextFunction) => {
     try {
       const header = req.headers.authorization ?? "";
       const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
       if (!token) throw new ApiError(401, "unauthorized", "Authorization: Bearer <api key> is required");
       const ip = req.ip ?? "unknown";
-      const failures = await deps.limits.remaining("auth_failures", ip, deps.failuresPerMinute ?? 30, 60);
+      const failures = await failuresLeft(ip);
       if (failures.remaining <= 0) throw new OtpError("rate_limited", Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
       let principal: Principal | null = null;
       if (safeEqual(token, deps.adminApiKey)) {
@@ -37,7 +57,8 @@ export function authenticate(deps: AuthDeps): RequestHandler {
         principal = await deps.apiKeys.authenticate(token);
       }
       if (!principal) {
-        await deps.limits.consume("auth_failures", ip, deps.failuresPerMinute ?? 30, 60).catch(() => undefined);
+        const left = await deps.limits.consume("auth_failures", ip, limit, 60).catch(() => ({ remaining: 0, msBeforeNext: 60_000 }));
+        views.set(ip, { at: Date.now(), ...left });
         throw new ApiError(401, "unauthorized", "The API key is not valid");
       }
       req.principal = principal;

@@ -202,5 +202,15 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
     async remove_pin(ctx) {
       return { ok: true, data: { removed: await removeWith(ctx, "flow") } };
     },
+
+    /** `params.email`: the recovery email for a forgotten PIN (the contact must have a PIN). */
+    async set_recovery_email(ctx, params) {
+      const email = typeof params.email === "string" ? params.email.trim().toLowerCase() : "";
+      if (!isPlainAddress(email)) return { ok: false, error: "invalid_email" };
+      const res = await prisma.contactPin.updateMany({ where: { tenantId: ctx.tenant.id, contactId: ctx.contact.id }, data: { recoveryEmail: email } });
+      if (res.count === 0) return { ok: false, error: "pin_not_set" };
+      await recordAudit(prisma, { tenantId: ctx.tenant.id, type: "pin.recovery_email_set", actor: `flow:${ctx.flow}`, subject: ctx.contact.id, data: {}, at: ctx.now });
+      return { ok: true, data: { emailMasked: maskEmail(email) } };
+    },
   };
 }

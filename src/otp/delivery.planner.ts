@@ -1,6 +1,8 @@
 import type { Queue } from "bullmq";
 import type { Config } from "../config/env";
+import { randomUUID } from "node:crypto";
 import { transaction, type PrismaClient, type Tx } from "../db/prisma";
+import { batch, sqlFor, type BatchStatement, type Queryable } from "../db/sql";
 import { Outbox, type OutboundContent } from "../messaging/outbox";
 import type { Logger } from "../observability/logger";
 import type { CodeSender, ProviderStatusUpdate } from "../providers/ports";
@@ -9,7 +11,7 @@ import type { OutboundMessageRecord } from "../queues/outbound.worker";
 import { VerificationEndedError } from "../queues/outbound.worker";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
-import { readSettings, type Channel, type TenantSettings } from "../tenants/settings";
+import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
 import { emptyPostCommit, type DeliveryPlanner, type PlanInput, type PostCommit } from "./delivery";
 import type { OtpEventInput, OtpEvents } from "./otp-events";
 import { NOT_ME_BUTTON_ID, otpTexts } from "./texts";
@@ -136,6 +138,85 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     }
   }
 
+  /**
+   * `plan`'s contact lookup-or-create (WhatsApp) as one statement, so a SQL transaction can send it with its first
+   * statement. No row comes back only when a concurrent insert of the same contact won: then `contactAfterRace`.
+   */
+  contactStatement(tenantId: string, phoneE164: string): BatchStatement {
+    return { statement: CONTACT_FIND_OR_CREATE, values: [tenantId, phoneE164.replace(/^\+/, ""), phoneE164, randomUUID()] };
+  }
+
+  async contactAfterRace(q: Queryable, tenantId: string, phoneE164: string): Promise<SqlContact> {
+    const rows = await q.query<SqlContact>(`SELECT id, last_inbound_at AS "lastInboundAt" FROM contacts WHERE tenant_id = $1::uuid AND wa_id = $2::text`, [tenantId, phoneE164.replace(/^\+/, "")]);
+    if (!rows[0]) throw new Error("the contact could not be created");
+    return rows[0];
+  }
+
+  /**
+   * `plan` for a SQL transaction (a new code or a re-send; not fallbacks): the statements that record the
+   * delivery and its messages, for the caller to batch with its other writes. The caller has the verification
+   * row (`contactId` is set on it by the caller when `contact` differs) and the tenant's settings; `contact` is the
+   * result of `contactStatement` for WhatsApp. Post-commit work goes to `post`, as with `plan`.
+   */
+  planStatements(
+    post: PostCommit,
+    input: PlanInput,
+    v: { id: string; tenantId: string; locale: string | null },
+    settings: TenantSettings,
+    contact: SqlContact | null,
+  ): BatchStatement[] {
+    const locale = v.locale ?? settings.otp.defaultLocale;
+    const out: BatchStatement[] = [];
+    const deliveryId = randomUUID();
+    if (input.channel === "whatsapp") {
+      if (!contact) throw new Error("a WhatsApp code needs the contact");
+      const template = chooseTemplate(settings, locale, this.deps.config);
+      const codeContent: OutboundContent = {
+        type: "template",
+        template: {
+          name: template.name,
+          language: { code: template.language },
+          components: [
+            { type: "body", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+            { type: "button", sub_type: "url", index: "0", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+          ],
+        },
+      };
+      const contents: { content: OutboundContent; verificationId: string | null }[] = [{ content: codeContent, verificationId: v.id }];
+      const windowOpen = !!contact.lastInboundAt && input.now.getTime() - contact.lastInboundAt.getTime() < WINDOW_MS;
+      if (settings.otp.warnAfterCode && windowOpen) {
+        contents.push({
+          verificationId: null,
+          content: {
+            type: "interactive",
+            interactive: {
+              type: "button",
+              body: { text: otpTexts.warning(locale) },
+              action: { buttons: [{ type: "reply", reply: { id: NOT_ME_BUTTON_ID, title: otpTexts.notMeTitle(locale) } }] },
+            },
+          },
+        });
+      }
+      let codeMessageId = "";
+      for (const c of contents) {
+        const id = randomUUID();
+        if (!codeMessageId) codeMessageId = id;
+        out.push({ statement: INSERT_OUTBOUND, values: [id, v.tenantId, contact.id, c.content.type, JSON.stringify(c.content), input.now, c.verificationId, new Date()] });
+        post.messages.push(id);
+      }
+      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, "whatsapp", "whatsapp", codeMessageId, input.reason] });
+    } else {
+      const sender = this.deps.senders[input.channel];
+      if (!sender) throw new Error(`no ${input.channel} provider is configured`);
+      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, input.channel, sender.provider, null, input.reason] });
+      post.deliveries.push(deliveryId);
+    }
+    if (input.channel === "whatsapp" || this.deps.senders[input.channel]?.reportsDelivery) {
+      post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
+    }
+    return out;
+  }
+
   async afterCommit(post: PostCommit): Promise<void> {
     await this.deps.outbox.dispatch(post.messages);
     const jobs = [
@@ -153,7 +234,10 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
    */
   resolveContent = async (message: OutboundMessageRecord): Promise<OutboundContent> => {
     if (!message.verificationId) return message.payload;
-    const v = await this.deps.prisma.verification.findUnique({ where: { id: message.verificationId }, select: { status: true, codeEnc: true, expiresAt: true } });
+    const [v] = await sqlFor(this.deps.prisma).query<{ status: string; codeEnc: string | null; expiresAt: Date }>(
+      `SELECT status::text AS status, code_enc AS "codeEnc", expires_at AS "expiresAt" FROM verifications WHERE id = $1::uuid`,
+      [message.verificationId],
+    );
     if (!v) throw new VerificationEndedError("the verification no longer exists");
     if (v.status !== "pending") throw new VerificationEndedError(`the verification is ${v.status}`);
     if (v.expiresAt <= this.deps.clock.now()) throw new VerificationEndedError("the verification has expired");
@@ -164,10 +248,53 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
 
   /** A WhatsApp code message's status changed (send worker or status webhook). */
   onMessageStatus = async (messageId: string, status: string, errorCode?: string | number | null): Promise<void> => {
+    if (status === "sent") return void (await this.stepByMessage(messageId, "sent"));
+    if (status === "delivered" || status === "read") return void (await this.stepByMessage(messageId, "delivered"));
+    if (status !== "failed") return; // queued/sending/unknown words: nothing to record
     const d = await this.deps.prisma.otpDelivery.findFirst({ where: { messageId, channel: "whatsapp" }, select: { id: true } });
     if (!d) return;
     await this.applyStatus(d.id, status, errorCode ?? undefined);
   };
+
+  /**
+   * `step` for a WhatsApp code message, on plain SQL: the one conditional update (found by the message, with the
+   * verification and the tenant's settings in its RETURNING), then the audit row, the event and COMMIT in one
+   * more round trip. A status already recorded costs the update and the COMMIT.
+   */
+  private async stepByMessage(messageId: string, to: "sent" | "delivered"): Promise<boolean> {
+    // Statuses only move forward: once this step has run for a message (moved it or found nothing to move), the same
+    // step again can never move it (`sent` needs `queued`; a `delivered` that found nothing to move found the
+    // delivery delivered, failed or superseded, or the message has none). The send worker and the status webhook
+    // both report `sent`: the second report costs nothing.
+    const key = `${to}:${messageId}`;
+    if (this.stepped.has(key)) return false;
+    const moved = await this.stepByMessageOnce(messageId, to);
+    if (this.stepped.size >= 50_000) this.stepped.clear();
+    this.stepped.add(key);
+    return moved;
+  }
+
+  private readonly stepped = new Set<string>();
+
+  private async stepByMessageOnce(messageId: string, to: "sent" | "delivered"): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const post = emptyPostCommit();
+    // a late `delivered` after a timeout is still worth recording (the customer did get the code)
+    const from: DeliveryStatus[] = to === "sent" ? ["queued"] : ["queued", "sent", "timed_out"];
+    const moved = await sqlFor(this.deps.prisma).transaction(async (q) => {
+      const [rows] = await batch(q, [{ statement: STEP_BY_MESSAGE, values: [messageId, to, `{${from.join(",")}}`] }]);
+      const r = rows![0] as { channel: Channel; provider: string; verificationId: string; tenantId: string; to: string; purpose: string; settings: string | null } | undefined;
+      if (!r) return false;
+      const settings = readSettingsText(r.tenantId, r.settings);
+      const writes = this.deps.events.statements(settings.events.url, post, {
+        tenantId: r.tenantId, type: to, actor: "system", now, verificationId: r.verificationId, to: r.to, purpose: r.purpose, channel: r.channel, provider: r.provider,
+      });
+      await batch(q, writes, { commit: true });
+      return true;
+    });
+    await this.afterCommit(post);
+    return moved;
+  }
 
   /** An SMS/voice provider's status callback. */
   onProviderStatus = async (update: ProviderStatusUpdate): Promise<void> => {
@@ -322,6 +449,38 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     return this.deps.events.record(tx, post, e);
   }
 }
+
+export interface SqlContact {
+  id: string;
+  lastInboundAt: Date | null;
+}
+
+// like contactFor: the contact with this number (the one that wrote last), else a new one; no lock on an existing row
+const CONTACT_FIND_OR_CREATE = `WITH found AS (
+  SELECT id, last_inbound_at FROM contacts
+   WHERE tenant_id = $1::uuid AND (wa_id = $2::text OR phone_e164 = $3::text)
+   ORDER BY last_inbound_at DESC NULLS LAST LIMIT 1
+), created AS (
+  INSERT INTO contacts (id, tenant_id, wa_id, phone_e164, updated_at)
+  SELECT $4::uuid, $1::uuid, $2::text, $3::text, now() WHERE NOT EXISTS (SELECT 1 FROM found)
+  ON CONFLICT (tenant_id, wa_id) DO NOTHING
+  RETURNING id, last_inbound_at
+)
+SELECT id, last_inbound_at AS "lastInboundAt" FROM found UNION ALL SELECT id, last_inbound_at FROM created`;
+
+// the outbox's row (src/messaging/outbox.ts INSERT_OUTBOUND), written in the caller's SQL transaction
+const INSERT_OUTBOUND = `INSERT INTO messages (id, tenant_id, contact_id, direction, type, payload, status, timestamp, verification_id, updated_at)
+VALUES ($1::uuid, $2::uuid, $3::uuid, 'outbound'::"Direction", $4::text, $5::jsonb, 'queued'::"MessageStatus", $6::timestamptz, $7::uuid, $8::timestamptz)`;
+
+// step's conditional update for the code message's delivery (the first one, like findFirst), with what its event needs
+const STEP_BY_MESSAGE = `UPDATE otp_deliveries d SET status = $2::text, updated_at = now()
+  FROM verifications v JOIN tenants t ON t.id = v.tenant_id
+ WHERE d.id = (SELECT id FROM otp_deliveries WHERE message_id = $1::uuid AND channel = 'whatsapp' LIMIT 1)
+   AND d.status = ANY($3::text[]) AND v.id = d.verification_id
+RETURNING d.channel, d.provider, v.id AS "verificationId", v.tenant_id AS "tenantId", v."to", v.purpose, t.settings::text AS settings`;
+
+const INSERT_DELIVERY = `INSERT INTO otp_deliveries (id, verification_id, channel, provider, status, message_id, reason, updated_at)
+VALUES ($1::uuid, $2::uuid, $3::text, $4::text, 'queued', $5::uuid, $6::text, now())`;
 
 /** The tenant's template for the locale, then for its default locale, then the environment's. */
 export function chooseTemplate(

@@ -1,5 +1,6 @@
 import type { Tx } from "../db/prisma";
-import type { Channel } from "../tenants/settings";
+import type { BatchStatement, Queryable } from "../db/sql";
+import type { Channel, TenantSettings } from "../tenants/settings";
 
 /**
  * Work a transaction decided on, to be handed to the queues after it commits (ids only): outbound WhatsApp
@@ -34,4 +35,14 @@ export interface DeliveryPlanner {
   plan(tx: Tx, post: PostCommit, input: PlanInput): Promise<void>;
   /** after commit: dispatch what `plan` and the events recorded */
   afterCommit(post: PostCommit): Promise<void>;
+  /** optional, for the SQL hot path (see OtpDeliveryPlanner): `plan` as statements */
+  contactStatement?(tenantId: string, phoneE164: string): BatchStatement;
+  contactAfterRace?(q: Queryable, tenantId: string, phoneE164: string): Promise<{ id: string; lastInboundAt: Date | null }>;
+  planStatements?(
+    post: PostCommit,
+    input: PlanInput,
+    v: { id: string; tenantId: string; locale: string | null },
+    settings: TenantSettings,
+    contact: { id: string; lastInboundAt: Date | null } | null,
+  ): BatchStatement[];
 }

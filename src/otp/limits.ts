@@ -27,10 +27,14 @@ export class Limits {
     return l;
   }
 
-  /** Takes one point; throws `error` (default rate_limited) with Retry-After when the window is full. */
-  async consume(name: LimitName, key: string, points: number, durationSeconds: number, error: OtpErrorCode = "rate_limited"): Promise<void> {
+  /**
+   * Takes one point; throws `error` (default rate_limited) with Retry-After when the window is full. Returns what
+   * is left of the window after this point.
+   */
+  async consume(name: LimitName, key: string, points: number, durationSeconds: number, error: OtpErrorCode = "rate_limited"): Promise<{ remaining: number; msBeforeNext: number }> {
     try {
-      await this.limiter(name, points, durationSeconds).consume(key, 1);
+      const res = await this.limiter(name, points, durationSeconds).consume(key, 1);
+      return { remaining: res.remainingPoints, msBeforeNext: res.msBeforeNext };
     } catch (err) {
       if (err instanceof RateLimiterRes) throw new OtpError(error, Math.max(1, Math.ceil(err.msBeforeNext / 1000)));
       throw err;

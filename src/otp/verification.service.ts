@@ -3,7 +3,8 @@ import { Prisma, transaction, type PrismaClient, type Tx } from "../db/prisma";
 import { maskPhone, type Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
-import { readSettings, type Channel, type TenantSettings } from "../tenants/settings";
+import { batch, sqlFor, type BatchStatement, type Queryable } from "../db/sql";
+import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
 import { codeMatches, generateCode, hashCode } from "./codes";
 import { OtpError } from "./errors";
 import type { Limits } from "./limits";
@@ -87,7 +88,15 @@ export class VerificationService {
     return { name: row.name, settings: readSettings(row.settings) };
   };
 
+  /** The planner's SQL side, when it has one: then create and check run on plain SQL (src/db/sql.ts). */
+  private get sqlPlanner(): Required<Pick<DeliveryPlanner, "contactStatement" | "contactAfterRace" | "planStatements">> | null {
+    const d = this.deps.delivery;
+    return d.contactStatement && d.contactAfterRace && d.planStatements ? (d as Required<DeliveryPlanner>) : null;
+  }
+
   async create(who: Actor, input: CreateInput, ext?: InTx): Promise<VerificationRow> {
+    const planner = this.sqlPlanner;
+    if (!ext && planner) return this.createSql(who, input, planner);
     const { prisma, limits, clock } = this.deps;
     const now = clock.now();
     const { settings } = await this.settingsOf(prisma, who.tenantId);
@@ -157,6 +166,178 @@ export class VerificationService {
     }
   }
 
+  /**
+   * `create` on plain SQL, the same steps and guarantees: one read (settings, block, live code) before the
+   * limits; then one transaction: the pending row's lock (with the contact lookup-or-create in the same round
+   * trip), the number's send limit, and every write (old code ended, new row, audit, event, messages, delivery,
+   * COMMIT) in one more round trip. The partial unique index decides two creates that raced past the lock: the
+   * loser retries and sees the winner's code.
+   */
+  private async createSql(who: Actor, input: CreateInput, planner: NonNullable<VerificationService["sqlPlanner"]>): Promise<VerificationRow> {
+    const { prisma, limits, clock } = this.deps;
+    const now = clock.now();
+    const sql = sqlFor(prisma);
+    const number = normalizeNumber(input.to);
+    const purpose = input.purpose ?? DEFAULT_PURPOSE;
+    const [pre] = await sql.query<{ settings: string | null; blockUntil: Date | null; liveNextSendAt: Date | null; liveExpiresAt: Date | null }>(PRE_CREATE, [who.tenantId, number.e164, purpose]);
+    if (!pre) throw new Error(`tenant ${who.tenantId} not found`);
+    const settings = readSettingsText(who.tenantId, pre.settings);
+    const test = settings.otp.testNumbers.find((t) => t.number === number.e164);
+    if (!test) checkNumberPolicy(number, settings.phonePolicy);
+    const channel = input.channel ?? settings.otp.channels[0]!;
+    if (!this.deps.delivery.available(channel)) throw new OtpError("channel_unavailable");
+
+    if (pre.blockUntil && pre.blockUntil > now) throw new OtpError("number_blocked", Math.ceil((pre.blockUntil.getTime() - now.getTime()) / 1000));
+
+    if (!test) {
+      // a request inside the re-send cool-down is refused before it spends any other limit
+      if (pre.liveNextSendAt && pre.liveExpiresAt && pre.liveNextSendAt > now && pre.liveExpiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
+        throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((pre.liveNextSendAt.getTime() - now.getTime()) / 1000)));
+      }
+      const l = settings.limits;
+      await limits.consume("tenant", who.tenantId, l.tenantPerMinute, 60);
+      if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);
+      await limits.consume("prefix", `${who.tenantId}:${number.prefix}`, l.prefixPer10Minutes, 600);
+    }
+    const eventsUrl = settings.events.url;
+
+    const attempt = async () => {
+      const post = emptyPostCommit();
+      const row = await sql.transaction(async (q) => {
+        const lock: BatchStatement = { statement: LOCK_PENDING, values: [who.tenantId, number.e164, purpose] };
+        const contactSt = channel === "whatsapp" ? planner.contactStatement(who.tenantId, number.e164) : null;
+        const [locked, contactRows] = await batch(q, contactSt ? [lock, contactSt] : [lock]);
+        const contact = contactSt ? ((contactRows![0] as { id: string; lastInboundAt: Date | null } | undefined) ?? (await planner.contactAfterRace(q, who.tenantId, number.e164))) : null;
+        const live = locked![0] as unknown as SqlVerification | undefined;
+        if (live && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
+          return this.resendSql(q, who, live, channel, settings, now, post, !!test, contact, planner);
+        }
+        const writes: BatchStatement[] = [];
+        if (live) writes.push(...this.endStatements(eventsUrl, who, live, live.expiresAt <= now ? "expired" : "canceled", now, post, "replaced by a new code"));
+        if (!test) {
+          await limits.consume("number_sends", `${who.tenantId}:${number.e164}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
+        }
+        const id = randomUUID();
+        const code = test?.code ?? generateCode(settings.otp.codeLength);
+        const locale = localeFor(input.locale, number.country, settings.otp.defaultLocale);
+        const inserted = writes.length;
+        writes.push({
+          statement: INSERT_VERIFICATION,
+          values: [
+            id, who.tenantId, number.e164, purpose, channel, code.length, hashCode(this.deps.keyring, id, code), this.deps.keyring.encrypt("otp-code", code), locale,
+            settings.otp.maxAttempts, now, new Date(now.getTime() + cooldown(settings, 1) * 1000), new Date(now.getTime() + settings.otp.expiryMinutes * 60_000),
+            input.clientIp ?? null, contact?.id ?? null,
+          ],
+        });
+        writes.push(...this.deps.events.statements(eventsUrl, post, { tenantId: who.tenantId, type: "requested", actor: who.actor, verificationId: id, to: number.e164, purpose, channel, now }));
+        writes.push(...planner.planStatements(post, { verificationId: id, channel, reason: "requested", now }, { id, tenantId: who.tenantId, locale }, settings, contact));
+        writes.push({ statement: SELECT_DELIVERIES, values: [id] });
+        const results = await batch(q, writes, { commit: true });
+        return toRow(results[inserted]![0]!, results[results.length - 1]!);
+      });
+      await this.deps.delivery.afterCommit(post);
+      return row;
+    };
+    try {
+      return await attempt();
+    } catch (err) {
+      // two creates for one number raced past the lock; the loser retries and sees the winner's live code
+      if (isUniqueViolation(err)) return attempt();
+      throw err;
+    }
+  }
+
+  private async resendSql(
+    q: Queryable, who: Actor, v: SqlVerification, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, isTest: boolean,
+    contact: { id: string; lastInboundAt: Date | null } | null, planner: NonNullable<VerificationService["sqlPlanner"]>,
+  ): Promise<VerificationRow> {
+    if (!isTest && v.nextSendAt && v.nextSendAt > now) {
+      throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((v.nextSendAt.getTime() - now.getTime()) / 1000)));
+    }
+    if (!isTest) {
+      await this.deps.limits.consume("number_sends", `${who.tenantId}:${v.to}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
+    }
+    const sendCount = v.sendCount + 1;
+    const writes: BatchStatement[] = [
+      { statement: UPDATE_RESEND, values: [v.id, sendCount, now, new Date(now.getTime() + cooldown(settings, sendCount) * 1000), channel, contact?.id ?? null] },
+      ...planner.planStatements(post, { verificationId: v.id, channel, reason: "resend", now }, { id: v.id, tenantId: v.tenantId, locale: v.locale }, settings, contact),
+      { statement: SELECT_DELIVERIES, values: [v.id] },
+    ];
+    const results = await batch(q, writes, { commit: true });
+    return toRow(results[0]![0]!, results[results.length - 1]!);
+  }
+
+  /** `end` for a row this SQL transaction holds locked (so it is pending): the update and its event, as statements. */
+  private endStatements(eventsUrl: string | undefined, who: Actor, v: SqlVerification, status: "expired" | "canceled", now: Date, post: PostCommit, reason?: string): BatchStatement[] {
+    return [
+      { statement: END_LOCKED, values: [v.id, status, now] },
+      ...this.deps.events.statements(eventsUrl, post, { tenantId: who.tenantId, type: status, actor: who.actor, verificationId: v.id, to: v.to, purpose: v.purpose, channel: v.channel, now, reason, attempts: v.attempts }),
+    ];
+  }
+
+  /**
+   * `check` on plain SQL, the same steps and guarantees: one read (settings and the pending verification)
+   * before the limits; then one transaction: the single conditional UPDATE (which alone decides, across processes,
+   * who wins), then the audit rows, events and the deliveries list with COMMIT in one more round trip.
+   */
+  private async checkSql(who: Actor, input: CheckInput): Promise<CheckResult> {
+    const { prisma, limits, clock, keyring } = this.deps;
+    const now = clock.now();
+    const sql = sqlFor(prisma);
+    let number: ReturnType<typeof normalizeNumber> | undefined;
+    let numberError: unknown;
+    if (!input.id) {
+      try {
+        number = normalizeNumber(input.to ?? "");
+      } catch (err) {
+        numberError = err;
+      }
+    }
+    type Pre = { settings: string | null } & Partial<SqlVerification>;
+    const [pre] = input.id
+      ? isUuid(input.id)
+        ? await sql.query<Pre>(PRE_CHECK_BY_ID, [who.tenantId, input.id])
+        : await sql.query<Pre>(PRE_SETTINGS, [who.tenantId])
+      : number
+        ? await sql.query<Pre>(PRE_CHECK_BY_TO, [who.tenantId, number.e164, input.purpose ?? DEFAULT_PURPOSE])
+        : await sql.query<Pre>(PRE_SETTINGS, [who.tenantId]);
+    if (!pre) throw new Error(`tenant ${who.tenantId} not found`);
+    const settings = readSettingsText(who.tenantId, pre.settings);
+    await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
+    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${input.clientIp}`, settings.limits.ipPerHour * 10, 3600);
+    if (numberError) throw numberError;
+
+    let v: SqlVerification | null = pre.id ? (pre as SqlVerification) : null;
+    if (v && input.id && input.purpose && v.purpose !== input.purpose) v = null;
+    const numberKey = `${who.tenantId}:${v?.to ?? input.to ?? input.id}`;
+    await limits.consume("checks_number", numberKey, settings.limits.checksPerNumberPer10Minutes, 600);
+    if (!v) throw new OtpError("verification_not_found");
+    if (v.expiresAt <= now) {
+      await this.expire(v.id, who.actor);
+      throw new OtpError("verification_not_found", undefined, "The code has expired: request a new one");
+    }
+
+    const valid = codeMatches(keyring, v.id, input.code, v.codeHash);
+    const found = v;
+    const eventsUrl = settings.events.url;
+    const post = emptyPostCommit();
+    const row = await sql.transaction(async (q) => {
+      const [updated] = await batch(q, [{ statement: UPDATE_CHECK, values: [valid, now, found.id] }]);
+      const result = updated![0] as unknown as SqlVerification | undefined;
+      if (!result) return null; // another request ended it first
+      const base = { tenantId: who.tenantId, actor: who.actor, verificationId: found.id, to: found.to, purpose: found.purpose, channel: found.channel, now };
+      const writes: BatchStatement[] = [...this.deps.events.statements(eventsUrl, post, { ...base, type: valid ? "checked_right" : "checked_wrong", attempts: result.attempts })];
+      if (result.status === "approved") writes.push(...this.deps.events.statements(eventsUrl, post, { ...base, type: "approved", attempts: result.attempts }));
+      if (result.status === "max_attempts_reached") writes.push(...this.deps.events.statements(eventsUrl, post, { ...base, type: "locked", attempts: result.attempts }));
+      writes.push({ statement: SELECT_DELIVERIES, values: [found.id] });
+      const results = await batch(q, writes, { commit: true });
+      return toRow(result as unknown as Record<string, unknown>, results[results.length - 1]!);
+    });
+    await this.deps.delivery.afterCommit(post);
+    if (!row) throw new OtpError("verification_not_found");
+    return { verification: row, valid: row.status === "approved" && valid };
+  }
+
   private async resend(tx: Tx, who: Actor, live: { id: string }, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, isTest: boolean): Promise<VerificationRow> {
     const v = await tx.verification.findUniqueOrThrow({ where: { id: live.id } });
     if (!isTest && v.nextSendAt && v.nextSendAt > now) {
@@ -180,6 +361,7 @@ export class VerificationService {
    * unexpired verification with attempts left can match: of thirty concurrent right answers exactly one wins.
    */
   async check(who: Actor, input: CheckInput, ext?: InTx): Promise<CheckResult> {
+    if (!ext && this.sqlPlanner) return this.checkSql(who, input);
     const { prisma, limits, clock, keyring } = this.deps;
     const now = clock.now();
     const { settings } = await this.settingsOf(prisma, who.tenantId);
@@ -326,6 +508,75 @@ async function lockPending(tx: Tx, tenantId: string, to: string, purpose: string
 
 function loadRow(tx: Tx | PrismaClient, id: string): Promise<VerificationRow> {
   return tx.verification.findUniqueOrThrow({ where: { id }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
+}
+
+/** A verification row as the SQL statements below return it (Prisma's field names). */
+type SqlVerification = Omit<VerificationRow, "deliveries">;
+
+const VERIFICATION_COLUMNS = `id, tenant_id AS "tenantId", "to", purpose, channel, status::text AS status, code_length AS "codeLength",
+  code_hash AS "codeHash", code_enc AS "codeEnc", locale, attempts, max_attempts AS "maxAttempts", send_count AS "sendCount",
+  last_sent_at AS "lastSentAt", next_send_at AS "nextSendAt", expires_at AS "expiresAt", ended_at AS "endedAt",
+  client_ip AS "clientIp", contact_id AS "contactId", created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+const DELIVERY_COLUMNS = `id, verification_id AS "verificationId", channel, provider, status, message_id AS "messageId",
+  provider_ref AS "providerRef", error_code AS "errorCode", reason, created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** create's one read before the limits: the settings, a block of the number, the live code's cool-down */
+const PRE_CREATE = `SELECT t.settings::text AS settings,
+  (SELECT b.until FROM number_blocks b WHERE b.tenant_id = t.id AND b.phone = $2::text) AS "blockUntil",
+  l.next_send_at AS "liveNextSendAt", l.expires_at AS "liveExpiresAt"
+FROM tenants t
+LEFT JOIN LATERAL (SELECT next_send_at, expires_at FROM verifications
+  WHERE tenant_id = t.id AND "to" = $2::text AND purpose = $3::text AND status = 'pending' LIMIT 1) l ON true
+WHERE t.id = $1::uuid`;
+
+const PRE_SETTINGS = `SELECT settings::text AS settings FROM tenants WHERE id = $1::uuid`;
+
+const PRE_CHECK_BY_ID = `SELECT t.settings::text AS settings, v.* FROM tenants t
+LEFT JOIN LATERAL (SELECT ${VERIFICATION_COLUMNS} FROM verifications
+  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending') v ON true
+WHERE t.id = $1::uuid`;
+
+const PRE_CHECK_BY_TO = `SELECT t.settings::text AS settings, v.* FROM tenants t
+LEFT JOIN LATERAL (SELECT ${VERIFICATION_COLUMNS} FROM verifications
+  WHERE tenant_id = t.id AND "to" = $2::text AND purpose = $3::text AND status = 'pending' LIMIT 1) v ON true
+WHERE t.id = $1::uuid`;
+
+const LOCK_PENDING = `SELECT ${VERIFICATION_COLUMNS} FROM verifications
+ WHERE tenant_id = $1::uuid AND "to" = $2::text AND purpose = $3::text AND status = 'pending'
+ FOR UPDATE`;
+
+const INSERT_VERIFICATION = `INSERT INTO verifications (id, tenant_id, "to", purpose, channel, code_length, code_hash, code_enc, locale,
+  max_attempts, send_count, last_sent_at, next_send_at, expires_at, client_ip, contact_id, updated_at)
+VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::int, $7::text, $8::text, $9::text,
+  $10::int, 1, $11::timestamptz, $12::timestamptz, $13::timestamptz, $14::text, $15::uuid, now())
+RETURNING ${VERIFICATION_COLUMNS}`;
+
+const UPDATE_RESEND = `UPDATE verifications
+   SET send_count = $2::int, last_sent_at = $3::timestamptz, next_send_at = $4::timestamptz, channel = $5::text,
+       contact_id = COALESCE($6::uuid, contact_id), updated_at = now()
+ WHERE id = $1::uuid
+RETURNING ${VERIFICATION_COLUMNS}`;
+
+const END_LOCKED = `UPDATE verifications SET status = $2::text::"VerificationStatus", ended_at = $3::timestamptz, code_enc = NULL, updated_at = now()
+ WHERE id = $1::uuid AND status = 'pending'`;
+
+/** the one conditional write of a check (see \`check\`) */
+const UPDATE_CHECK = `UPDATE verifications
+   SET attempts = attempts + 1,
+       status = (CASE WHEN $1::boolean THEN 'approved'
+                      WHEN attempts + 1 >= max_attempts THEN 'max_attempts_reached'
+                      ELSE 'pending' END)::"VerificationStatus",
+       ended_at = CASE WHEN $1::boolean OR attempts + 1 >= max_attempts THEN $2::timestamptz ELSE NULL END,
+       code_enc = CASE WHEN $1::boolean OR attempts + 1 >= max_attempts THEN NULL ELSE code_enc END,
+       updated_at = $2::timestamptz
+ WHERE id = $3::uuid AND status = 'pending' AND expires_at > $2::timestamptz AND attempts < max_attempts
+RETURNING ${VERIFICATION_COLUMNS}`;
+
+const SELECT_DELIVERIES = `SELECT ${DELIVERY_COLUMNS} FROM otp_deliveries WHERE verification_id = $1::uuid ORDER BY created_at ASC`;
+
+function toRow(v: Record<string, unknown>, deliveries: Record<string, unknown>[]): VerificationRow {
+  return { ...(v as unknown as SqlVerification), deliveries: deliveries as unknown as VerificationRow["deliveries"] };
 }
 
 function isUniqueViolation(err: unknown): boolean {

@@ -21,8 +21,16 @@ const KEY_PATTERN = /^wbk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
  * Per-tenant API keys `wbk_<prefix>_<secret>`: the prefix finds the row, the secret is compared as a keyed hash
  * in constant time. The full key is returned once, at creation, and never stored.
  */
+/**
+ * How long a process reuses a successful key lookup. A revocation through this process takes effect at once; one
+ * made through another process (or in the database) within this time.
+ */
+export const API_KEY_CACHE_MS = 1000;
+
 export class ApiKeys {
   private lastTouched = new Map<string, number>();
+  /** prefix:HMAC(secret) → the principal of a key that authenticated, and when it was looked up */
+  private readonly recent = new Map<string, { at: number; principal: Principal }>();
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -40,6 +48,7 @@ export class ApiKeys {
 
   async revoke(id: string): Promise<boolean> {
     const res = await this.prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+    for (const [k, v] of this.recent) if (v.principal.keyId === id) this.recent.delete(k);
     return res.count > 0;
   }
 
@@ -48,11 +57,24 @@ export class ApiKeys {
     const m = KEY_PATTERN.exec(presented);
     const prefix = m?.[1] ?? "0000000000000000";
     const secret = m?.[2] ?? "";
+    const hash = this.keyring.hmac("api-key", secret);
+    const cacheKey = `${prefix}:${hash}`;
+    const hit = m ? this.recent.get(cacheKey) : undefined;
+    if (hit && Date.now() - hit.at < API_KEY_CACHE_MS) {
+      this.touch(hit.principal.keyId!);
+      return { ...hit.principal, scopes: [...hit.principal.scopes] };
+    }
     const row = await this.prisma.apiKey.findUnique({ where: { prefix } });
-    const ok = safeEqual(this.keyring.hmac("api-key", secret), row?.secretHash ?? "0".repeat(64));
-    if (!m || !row || !ok || row.revokedAt) return null;
+    const ok = safeEqual(hash, row?.secretHash ?? "0".repeat(64));
+    if (!m || !row || !ok || row.revokedAt) {
+      this.recent.delete(cacheKey);
+      return null;
+    }
     this.touch(row.id);
-    return { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };
+    const principal: Principal = { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };
+    if (this.recent.size >= 10_000) this.recent.clear();
+    this.recent.set(cacheKey, { at: Date.now(), principal });
+    return { ...principal, scopes: [...principal.scopes] };
   }
 
   /** lastUsedAt, at most once a minute per key, off the request path. */

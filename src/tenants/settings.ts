@@ -120,3 +120,20 @@ export type OtpSettings = z.infer<typeof otpSettingsSchema>;
 export function readSettings(raw: unknown): TenantSettings {
   return tenantSettingsSchema.parse(raw ?? {});
 }
+
+const parsedByTenant = new Map<string, { raw: string; settings: TenantSettings }>();
+
+/**
+ * `readSettings` for settings read as text (`settings::text`) in a statement the caller runs anyway: the parse is
+ * memoised per tenant on the exact stored text, so a change is seen on the next read (no TTL, nothing to
+ * invalidate) while an unchanged document is not validated again. The result is shared: do not mutate it.
+ */
+export function readSettingsText(tenantId: string, raw: string | null): TenantSettings {
+  const text = raw ?? "{}";
+  const hit = parsedByTenant.get(tenantId);
+  if (hit && hit.raw === text) return hit.settings;
+  const settings = readSettings(JSON.parse(text));
+  if (parsedByTenant.size > 10_000) parsedByTenant.clear();
+  parsedByTenant.set(tenantId, { raw: text, settings });
+  return settings;
+}
