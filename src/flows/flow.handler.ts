@@ -150,7 +150,7 @@ export class FlowHandler implements MessageHandler {
       let result: EffectResult | null = null;
       let startFlow: string | null = null;
       for (const e of out.effects) {
-        if (e.type === "send") replies.push(e.content);
+        if (e.type === "send") replies.push(this.localTemplate(e.content, ctx, engineCtx.locale));
         else if (e.type === "skipped") {
           this.deps.logger.info({ flow: current.name, step: e.step }, "flow message skipped: outside the 24-hour window and no template");
           await recordAudit(this.deps.prisma, {
@@ -197,6 +197,16 @@ export class FlowHandler implements MessageHandler {
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
     };
+  }
+
+  /** A template named by a flow goes out as the tenant's approved template for the contact's locale, when set. */
+  private localTemplate(content: OutboundContent, ctx: RouteContext, locale: string): OutboundContent {
+    if (content.type !== "template") return content;
+    const t = content.template as { name: string; language: { code: string } };
+    const byLocale = readSettings(ctx.tenant.settings).flows.templates[t.name];
+    if (!byLocale) return content;
+    const hit = byLocale[locale] ?? Object.entries(byLocale).find(([k]) => k.split("_")[0] === locale.split("_")[0])?.[1];
+    return hit ? { ...content, template: { ...t, name: hit.name, language: { code: hit.language } } } : content;
   }
 
   private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>): Promise<EffectResult> {

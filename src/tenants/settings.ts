@@ -78,6 +78,13 @@ export const flowSettingsSchema = z.object({
   httpAllowedHosts: z.array(z.string().min(1).max(255)).default([]),
   /** the tenant's default locale for the bot's texts */
   defaultLocale: z.string().default("en_US"),
+  /**
+   * Utility templates per locale: a flow names a template (e.g. `login_notice`); the tenant says which approved
+   * template and language carry it in each locale: {"login_notice": {"es": {"name": "aviso_login", "language": "es"}}}.
+   */
+  templates: z
+    .record(z.string().regex(/^[a-z0-9_]{1,512}$/), z.record(z.string(), z.object({ name: z.string().regex(/^[a-z0-9_]{1,512}$/), language: z.string().min(2).max(15) })))
+    .default({}),
 });
 
 export const pinSettingsSchema = z.object({

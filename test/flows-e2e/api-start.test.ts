@@ -11,7 +11,13 @@ const outbound = (digits: string) => sys.sandbox.conversation(digits).filter((m)
 beforeAll(async () => {
   sys = await startTestSystem({
     env: { OUTBOUND_RECIPIENT_GAP_MS: "5" },
-    sandbox: { templates: [...DEFAULT_TEMPLATES, { name: "login_notice", language: "en_US", category: "UTILITY", body: "New login to your account from {{1}}." }] },
+    sandbox: {
+      templates: [
+        ...DEFAULT_TEMPLATES,
+        { name: "login_notice", language: "en_US", category: "UTILITY", body: "New login to your account from {{1}}." },
+        { name: "aviso_inicio", language: "es", category: "UTILITY", body: "Nuevo inicio de sesión desde {{1}}." },
+      ],
+    },
   });
   const notice = {
     name: "login-alert",
@@ -51,6 +57,19 @@ it("outside the 24-hour window only the template goes out; the free-text step is
   // the skipped free-text step is recorded
   const skipped = await sys.core.prisma.auditEvent.findMany({ where: { type: "flow.message_skipped" } });
   expect(skipped.map((a) => (a.data as { step: string }).step)).toContain("tip");
+});
+
+it("a flow's template goes out as the tenant's template for the contact's locale", async () => {
+  const patch = await api()
+    .patch(`/admin/tenants/${sys.tenantId}/settings`)
+    .set(admin())
+    .send({ flows: { templates: { login_notice: { es: { name: "aviso_inicio", language: "es" } } } } });
+  expect(patch.status).toBe(200);
+  const res = await api().post("/v1/flows/login-alert/start").set(admin()).send({ to: "+34612345180", variables: { device: "Chrome" } });
+  expect(res.status).toBe(202);
+  const [sent] = await waitFor(() => outbound("34612345180").length >= 1 && outbound("34612345180"));
+  expect(sent!.payload).toMatchObject({ name: "aviso_inicio", language: { code: "es" }, components: [{ type: "body", parameters: [{ type: "text", text: "Chrome" }] }] });
+  expect(sent!.text).toMatch(/Nuevo inicio de sesión desde Chrome/);
 });
 
 it("inside the window the flow's texts go out as they are", async () => {
