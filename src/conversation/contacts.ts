@@ -9,6 +9,8 @@ export interface ContactRow {
   profileName: string | null;
   locale: string | null;
   lastInboundAt: Date | null;
+  /** a fresh verification is required before the bot does anything else (business request, number change) */
+  reverifyRequiredAt?: Date | null;
 }
 
 /**

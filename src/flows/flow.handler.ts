@@ -20,6 +20,9 @@ import { callBusinessEndpoint } from "./http-call";
 import type { FlowDefinition } from "./schema";
 import { matchTrigger } from "./triggers";
 
+/** The built-in journey a contact is sent through while `reverifyRequiredAt` is set. */
+export const REVERIFY_FLOW = "reverify";
+
 /** Words that work from any step. */
 export const GLOBAL_COMMANDS = {
   cancel: ["cancel", "stop", "cancelar", "parar", "salir", "sair"],
@@ -91,6 +94,13 @@ export class FlowHandler implements MessageHandler {
     const typed = ctx.message.type === "text";
 
     const running = session.flow && session.step && session.flowVersion !== null && (!session.expiresAt || session.expiresAt > ctx.now);
+    // a required re-verification comes before anything else the contact asks for
+    if (ctx.contact.reverifyRequiredAt && !(running && session.flow === REVERIFY_FLOW)) {
+      const reverify = (await this.deps.flows.liveDefinitions(ctx.tenant.id)).find((f) => f.name === REVERIFY_FLOW);
+      if (reverify) {
+        return this.drive(ctx, reverify.definition, startState(reverify.definition, reverify.version), { kind: "start" }, engineCtx, settings.flows.sessionTimeoutMinutes);
+      }
+    }
     if (running) {
       if (typed && (GLOBAL_COMMANDS.cancel as readonly string[]).includes(word)) {
         return { replies: [{ type: "text", text: { body: pickLocale(CANCELED, locale), preview_url: false } }], session: ended() };

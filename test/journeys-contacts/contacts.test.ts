@@ -282,7 +282,10 @@ describe("in the chat", () => {
     expect(botTexts(oldNo)).toHaveLength(1);
 
     await sys.sandbox.injectInbound({ from: newNo, text: "hi again" });
-    expect(await nextBotText(newNo, 1)).toMatch(/verification assistant/);
+    // a changed number requires a fresh verification before anything else: the reverify journey starts
+    expect(await nextBotText(newNo, 1)).toMatch(/confirm that this number is still yours/);
+    const session = await waitFor(async () => (await sys.core.prisma.session.findFirst({ where: { contactId: contact.id } }))?.flow);
+    expect(session).toBe("reverify");
     expect(await sys.core.prisma.contact.count({ where: { tenantId: sys.tenantId, waId: newNo } })).toBe(1);
     const msgs = await sys.core.prisma.message.count({ where: { contactId: contact.id, direction: "inbound" } });
     expect(msgs).toBe(3); // hello, the notice, hi again: one contact
