@@ -11,6 +11,7 @@ export interface ContactRow {
   lastInboundAt: Date | null;
   /** a fresh verification is required before the bot does anything else (business request, number change) */
   reverifyRequiredAt?: Date | null;
+  verifiedAt?: Date | null;
 }
 
 /**

@@ -119,12 +119,12 @@ const CLAIM_INBOUND = {
     last_inbound_at = GREATEST(c.last_inbound_at, $7::timestamptz),
     updated_at = $8::timestamptz
   FROM existing e WHERE c.id = e.id
-  RETURNING c.id, c.wa_id, c.user_id, c.phone_e164, c.profile_name, c.locale, c.last_inbound_at, c.reverify_required_at, false AS created
+  RETURNING c.id, c.wa_id, c.user_id, c.phone_e164, c.profile_name, c.locale, c.last_inbound_at, c.reverify_required_at, c.verified_at, false AS created
 ), ins AS (
   INSERT INTO contacts (id, tenant_id, wa_id, user_id, phone_e164, profile_name, username, last_inbound_at, updated_at)
   SELECT $9::uuid, $1::uuid, $3::text, $2::text, $4::text, $5::text, $6::text, $7::timestamptz, $8::timestamptz
    WHERE NOT EXISTS (SELECT 1 FROM existing)
-  RETURNING id, wa_id, user_id, phone_e164, profile_name, locale, last_inbound_at, reverify_required_at, true AS created
+  RETURNING id, wa_id, user_id, phone_e164, profile_name, locale, last_inbound_at, reverify_required_at, verified_at, true AS created
 ), contact AS (
   SELECT * FROM upd UNION ALL SELECT * FROM ins
 ), claim AS (
@@ -146,7 +146,7 @@ const CLAIM_INBOUND = {
   SELECT * FROM old_session UNION ALL SELECT * FROM new_session
 )
 SELECT contact.id::text AS id, contact.wa_id, contact.user_id, contact.phone_e164, contact.profile_name, contact.locale,
-       contact.last_inbound_at, contact.reverify_required_at, contact.created, EXISTS (SELECT 1 FROM claim) AS claimed,
+       contact.last_inbound_at, contact.reverify_required_at, contact.verified_at, contact.created, EXISTS (SELECT 1 FROM claim) AS claimed,
        session.id::text AS s_id, session.flow AS s_flow, session.flow_version AS s_flow_version, session.step AS s_step,
        session.variables AS s_variables, session.state AS s_state, session.expires_at AS s_expires_at,
        session.handoff_at AS s_handoff_at, session.version AS s_version
@@ -181,6 +181,7 @@ type ClaimRow = SessionColumns & {
   locale: string | null;
   last_inbound_at: Date | null;
   reverify_required_at: Date | null;
+  verified_at: Date | null;
   created: boolean;
   claimed: boolean;
 };
@@ -227,6 +228,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
       profileName: row.profile_name,
       locale: row.locale,
       reverifyRequiredAt: row.reverify_required_at,
+      verifiedAt: row.verified_at,
       lastInboundAt: row.last_inbound_at,
     },
     session: {

@@ -94,8 +94,10 @@ export class FlowHandler implements MessageHandler {
     const typed = ctx.message.type === "text";
 
     const running = session.flow && session.step && session.flowVersion !== null && (!session.expiresAt || session.expiresAt > ctx.now);
-    // a required re-verification comes before anything else the contact asks for
-    if (ctx.contact.reverifyRequiredAt && !(running && session.flow === REVERIFY_FLOW)) {
+    // a required re-verification comes before anything else the contact asks for: one the business or a number
+    // change asked for, or one a rule calls for (a code of this number locked by wrong guesses since it last verified)
+    const mustReverify = ctx.contact.reverifyRequiredAt || (await this.lockedSinceVerified(ctx));
+    if (mustReverify && !(running && session.flow === REVERIFY_FLOW)) {
       const reverify = (await this.deps.flows.liveDefinitions(ctx.tenant.id)).find((f) => f.name === REVERIFY_FLOW);
       if (reverify) {
         return this.drive(ctx, reverify.definition, startState(reverify.definition, reverify.version), { kind: "start" }, engineCtx, settings.flows.sessionTimeoutMinutes);
@@ -127,6 +129,17 @@ export class FlowHandler implements MessageHandler {
     const hit = matchTrigger(live, { text: word === "" ? null : text, replyId, isNewContact: ctx.isNewContact });
     if (!hit) return running ? { replies: [], session: ended() } : null;
     return this.drive(ctx, hit.definition, startState(hit.definition, hit.version), { kind: "start" }, engineCtx, settings.flows.sessionTimeoutMinutes);
+  }
+
+  /** The rule: a verification of this number ended locked (too many wrong codes) in the last day, after its last verification. */
+  private async lockedSinceVerified(ctx: RouteContext): Promise<boolean> {
+    if (!ctx.contact.phoneE164) return false;
+    const since = new Date(Math.max(ctx.now.getTime() - 24 * 3600_000, ctx.contact.verifiedAt?.getTime() ?? 0));
+    const locked = await this.deps.prisma.verification.findFirst({
+      where: { tenantId: ctx.tenant.id, to: ctx.contact.phoneE164, status: "max_attempts_reached", endedAt: { gt: since } },
+      select: { id: true },
+    });
+    return locked !== null;
   }
 
   /** Starts a flow for a contact from the API (with variables), outside any inbound message. */

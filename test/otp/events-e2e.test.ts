@@ -41,7 +41,11 @@ it("posts signed events for a verification's life, retrying a failing endpoint",
   const firstId = JSON.parse(first.raw).id;
   await waitFor(() => receiver.at("/hooks").filter((r) => JSON.parse(r.raw).id === firstId).length >= 2);
   expect(receiver.at("/hooks").filter((r) => JSON.parse(r.raw).id === firstId).length).toBeGreaterThanOrEqual(2);
-  const row = await sys.core.prisma.eventDelivery.findUniqueOrThrow({ where: { id: firstId } });
+  // the receiver has answered 200; the worker records it right after
+  const row = await waitFor(async () => {
+    const r = await sys.core.prisma.eventDelivery.findUniqueOrThrow({ where: { id: firstId } });
+    return r.status === "delivered" && r;
+  });
   expect(row.status).toBe("delivered");
   expect(row.attempts).toBeGreaterThanOrEqual(2);
 });
