@@ -106,3 +106,17 @@ it("hands a chat to a person: the bot stays quiet until it is released", async (
   await sys.sandbox.injectInbound({ from: who, text: "hello again" });
   await waitFor(() => outbound(who).length > before);
 });
+
+it("a number whose code was locked by wrong guesses is asked to verify again before anything else", async () => {
+  const to = "+14155550190";
+  const created = await api().post("/v1/verifications").set(admin()).send({ to });
+  expect(created.status).toBe(201);
+  for (let i = 0; i < 5; i++) await api().post("/v1/verifications/check").set(admin()).send({ id: created.body.id, code: `00000${i}` });
+  expect((await api().get(`/v1/verifications/${created.body.id}`).set(admin())).body.status).toBe("max_attempts_reached");
+  await sys.sandbox.injectInbound({ from: "14155550190", text: "help" });
+  const texts = await waitFor(() => {
+    const t = outbound("14155550190").map((m) => m.text);
+    return t.some((x) => /still yours/.test(x)) && t;
+  });
+  expect(texts.some((x) => /still yours/.test(x))).toBe(true);
+});
