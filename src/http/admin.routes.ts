@@ -9,6 +9,7 @@ import { tenantSettingsSchema, readSettings } from "../tenants/settings";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import { requireScope, requireSuperAdmin } from "./auth";
 import { ApiError } from "./errors";
+import { parseInput } from "./validate";
 
 const uuid = z.uuid();
 
@@ -37,16 +38,6 @@ const settingsPatch = z.strictObject({
   pin: z.unknown().optional(),
 });
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body ?? {});
-  if (r.success) return r.data;
-  throw new ApiError(
-    400,
-    "invalid_request",
-    r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "),
-    r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-  );
-}
 
 function tenantView(t: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown; createdAt: Date; updatedAt: Date }) {
   const settings = readSettings(t.settings);
@@ -95,7 +86,7 @@ export function adminRoutes(deps: {
   });
 
   router.post("/tenants", requireSuperAdmin(), async (req, res) => {
-    const body = parse(tenantBody, req.body);
+    const body = parseInput(tenantBody, req.body);
     // the events callback has its own route (URL checks, secret generation): not settable here
     const { events: _ignored, ...given } = (body.settings ?? {}) as Record<string, unknown>;
     const settings = parseSettings(given);
@@ -125,7 +116,7 @@ export function adminRoutes(deps: {
 
   router.patch("/tenants/:id/settings", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const patch = parse(settingsPatch, req.body);
+    const patch = parseInput(settingsPatch, req.body);
     const current = readSettings(t.settings);
     // each section given is merged into the current one: fields left out keep their values
     const merged: Record<string, unknown> = { ...current };
@@ -143,7 +134,7 @@ export function adminRoutes(deps: {
 
   router.put("/tenants/:id/events", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const { url } = parse(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
+    const { url } = parseInput(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
     try {
       const result = await setCallback(prisma, keyring, t.id, url);
       await audit(req, t.id, "tenant.events_callback_changed", { url: result.url });
@@ -168,7 +159,7 @@ export function adminRoutes(deps: {
 
   router.post("/tenants/:id/api-keys", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const body = parse(keyBody, req.body);
+    const body = parseInput(keyBody, req.body);
     const key = await apiKeys.create(t.id, body.scopes, body.name);
     await audit(req, t.id, "api_key.created", { keyId: key.id, scopes: key.scopes });
     res.status(201).json({ ...key, tenantId: t.id, createdAt: key.createdAt.toISOString() });
@@ -194,7 +185,7 @@ export function adminRoutes(deps: {
 
   router.get("/audit", requireScope("read"), async (req, res) => {
     const p = req.principal!;
-    const q = parse(
+    const q = parseInput(
       z.object({
         tenantId: z.uuid().optional(),
         verificationId: z.uuid().optional(),

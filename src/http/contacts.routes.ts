@@ -11,6 +11,7 @@ import { normalizeNumber } from "../otp/phone";
 import type { Clock } from "../shared/clock";
 import { requireScope } from "./auth";
 import { ApiError } from "./errors";
+import { parseInput } from "./validate";
 
 const text = (max: number) => z.string().trim().min(1).max(max);
 const loginBody = z.strictObject({
@@ -21,11 +22,6 @@ const loginBody = z.strictObject({
 });
 const reverifyBody = z.strictObject({ reason: z.string().regex(/^[a-zA-Z0-9_.:-]{1,100}$/, "letters, digits and _.:- (at most 100)").optional() });
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body ?? {});
-  if (r.success) return r.data;
-  throw new ApiError(400, "invalid_request", r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "), r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })));
-}
 
 /** The path's number in E.164 ("+14155550123"; a leading + may be left out). */
 function phoneOf(req: Request): string {
@@ -102,7 +98,7 @@ export function contactsRoutes(deps: ContactsRoutesDeps) {
   v1.post("/contacts/:phone/logins", requireScope("verify"), async (req, res) => {
     const p = req.principal!;
     const phone = phoneOf(req);
-    const body = parse(loginBody, req.body);
+    const body = parseInput(loginBody, req.body);
     const contact = await contactFor(prisma, p.tenantId, phone);
     const existing = await prisma.login.findUnique({ where: { tenantId_externalId: { tenantId: p.tenantId, externalId: body.id } } });
     if (existing) {
@@ -160,7 +156,7 @@ export function contactsRoutes(deps: ContactsRoutesDeps) {
   v1.post("/contacts/:phone/reverify", requireScope("verify"), async (req, res) => {
     const p = req.principal!;
     const phone = phoneOf(req);
-    const { reason } = parse(reverifyBody, req.body);
+    const { reason } = parseInput(reverifyBody, req.body);
     const contact = await contactFor(prisma, p.tenantId, phone);
     const at = now();
     const eventId = await transaction(prisma, async (tx) => {

@@ -12,6 +12,7 @@ import type { Clock } from "../shared/clock";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import { requireScope } from "./auth";
 import { ApiError } from "./errors";
+import { parseInput } from "./validate";
 
 const startBody = z.strictObject({
   to: z.string().min(1).max(40),
@@ -19,11 +20,6 @@ const startBody = z.strictObject({
 });
 const toBody = z.strictObject({ to: z.string().min(1).max(40) });
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body ?? {});
-  if (r.success) return r.data;
-  throw new ApiError(400, "invalid_request", r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "), r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })));
-}
 
 function e164(to: string): string {
   try {
@@ -44,7 +40,7 @@ export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStor
   const v1 = Router();
   v1.post("/flows/:name/start", json, requireScope("verify"), async (req, res) => {
     const p = req.principal!;
-    const body = parse(startBody, req.body);
+    const body = parseInput(startBody, req.body);
     const tenant = await deps.prisma.tenant.findUniqueOrThrow({ where: { id: p.tenantId } });
     const outcome = await startFlowFor(deps, { ...tenant, settings: (tenant.settings ?? {}) as Record<string, unknown> }, {
       phoneE164: e164(body.to),
@@ -69,7 +65,7 @@ export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStor
   });
   admin.post("/handoffs/release", json, requireScope("admin"), async (req, res) => {
     const p = req.principal!;
-    const { to } = parse(toBody, req.body);
+    const { to } = parseInput(toBody, req.body);
     const phone = e164(to);
     const res1 = await deps.prisma.session.updateMany({
       where: { tenantId: p.tenantId, handoffAt: { not: null }, contact: { phoneE164: phone } },

@@ -5,7 +5,7 @@ import { presentVerification } from "../otp/presenter";
 import type { VerificationService } from "../otp/verification.service";
 import { CHANNELS } from "../tenants/settings";
 import { requireScope } from "./auth";
-import { ApiError } from "./errors";
+import { parseInput } from "./validate";
 import { withIdempotency } from "./idempotency";
 
 const purpose = z.string().regex(/^[a-z0-9_.-]{1,40}$/, "lowercase letters, digits and _.- (e.g. login, registration, change_number)");
@@ -29,16 +29,6 @@ const checkBody = z
   })
   .refine((b) => Boolean(b.id) !== Boolean(b.to), { message: "give either id or to", path: ["to"] });
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body ?? {});
-  if (r.success) return r.data;
-  throw new ApiError(
-    400,
-    "invalid_request",
-    r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "),
-    r.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-  );
-}
 
 /** The Verify API (docs/verify-api.md): what businesses call from their backends. */
 export function verifyRoutes(deps: { verifications: VerificationService; prisma: PrismaClient }): Router {
@@ -48,7 +38,7 @@ export function verifyRoutes(deps: { verifications: VerificationService; prisma:
 
   router.post("/verifications", async (req, res) => {
     const p = req.principal!;
-    const body = parse(createBody, req.body);
+    const body = parseInput(createBody, req.body);
     const key = req.header("idempotency-key") ?? undefined;
     const result = await withIdempotency(deps.prisma, p.tenantId, key, body, async () => {
       const v = await deps.verifications.create({ tenantId: p.tenantId, actor: p.actor }, body);
@@ -60,7 +50,7 @@ export function verifyRoutes(deps: { verifications: VerificationService; prisma:
 
   router.post("/verifications/check", async (req, res) => {
     const p = req.principal!;
-    const body = parse(checkBody, req.body);
+    const body = parseInput(checkBody, req.body);
     const { verification, valid } = await deps.verifications.check({ tenantId: p.tenantId, actor: p.actor }, body);
     res.status(200).json(presentVerification(verification, { valid }));
   });

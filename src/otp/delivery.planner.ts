@@ -82,18 +82,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     if (input.channel === "whatsapp") {
       const contact = await this.contactFor(tx, v.tenantId, v.to);
       if (v.contactId !== contact.id) await tx.verification.update({ where: { id: v.id }, data: { contactId: contact.id } });
-      const template = chooseTemplate(settings, locale, this.deps.config);
-      const codeContent: OutboundContent = {
-        type: "template",
-        template: {
-          name: template.name,
-          language: { code: template.language },
-          components: [
-            { type: "body", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
-            { type: "button", sub_type: "url", index: "0", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
-          ],
-        },
-      };
+      const codeContent = codeTemplate(chooseTemplate(settings, locale, this.deps.config));
       const [codeMessageId] = await Outbox.create(tx, { tenantId: v.tenantId, contactId: contact.id, contents: [codeContent], now: input.now, verificationId: v.id });
       post.messages.push(codeMessageId!);
       const windowOpen = !!contact.lastInboundAt && input.now.getTime() - contact.lastInboundAt.getTime() < WINDOW_MS;
@@ -170,18 +159,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     const deliveryId = randomUUID();
     if (input.channel === "whatsapp") {
       if (!contact) throw new Error("a WhatsApp code needs the contact");
-      const template = chooseTemplate(settings, locale, this.deps.config);
-      const codeContent: OutboundContent = {
-        type: "template",
-        template: {
-          name: template.name,
-          language: { code: template.language },
-          components: [
-            { type: "body", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
-            { type: "button", sub_type: "url", index: "0", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
-          ],
-        },
-      };
+      const codeContent = codeTemplate(chooseTemplate(settings, locale, this.deps.config));
       const contents: { content: OutboundContent; verificationId: string | null }[] = [{ content: codeContent, verificationId: v.id }];
       const windowOpen = !!contact.lastInboundAt && input.now.getTime() - contact.lastInboundAt.getTime() < WINDOW_MS;
       if (settings.otp.warnAfterCode && windowOpen) {
@@ -483,6 +461,24 @@ const INSERT_DELIVERY = `INSERT INTO otp_deliveries (id, verification_id, channe
 VALUES ($1::uuid, $2::uuid, $3::text, $4::text, 'queued', $5::uuid, $6::text, now())`;
 
 /** The tenant's template for the locale, then for its default locale, then the environment's. */
+/**
+ * The authentication template as the contract shows it: the code in the body and in the copy-code button, here as
+ * the placeholder that `resolveContent` fills in at send time (nothing secret is stored).
+ */
+export function codeTemplate(template: { name: string; language: string }): OutboundContent {
+  return {
+    type: "template",
+    template: {
+      name: template.name,
+      language: { code: template.language },
+      components: [
+        { type: "body", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+        { type: "button", sub_type: "url", index: "0", parameters: [{ type: "text", text: OTP_PLACEHOLDER }] },
+      ],
+    },
+  };
+}
+
 export function chooseTemplate(
   settings: TenantSettings,
   locale: string,
