@@ -125,3 +125,25 @@ export class Chat {
 
 /** A wrong code for a right one. */
 export const wrongCode = (code: string) => (code === "000000" ? "111111" : "000000");
+
+/** The three languages the journeys are written in, and a country whose numbers get each one (the contact's language comes from its number). */
+export const LANGUAGES = [
+  { locale: "en_US", lang: "English (US)", prefix: "1415555", width: 4 },
+  { locale: "es", lang: "Spanish", prefix: "346123", width: 5 },
+  { locale: "pt_BR", lang: "Brazilian Portuguese", prefix: "55119123", width: 5 },
+] as const;
+export type Language = (typeof LANGUAGES)[number];
+export type Locale = Language["locale"];
+export type PerLocale<T> = Record<Locale, T>;
+
+/**
+ * A number of the language's country, one per `n` (0–999): +1 415 555 7nnn, +34 612 347 nnn, +55 11 91234 7nnn. Other
+ * tests use …03xx, …04xx and …45xxx, so these never meet theirs.
+ */
+export function numberFor(l: Language, n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n > 999) throw new Error(`numberFor: ${n} is not 0-999`);
+  return `${l.prefix}${String(7000 + n).padStart(l.width, "4")}`;
+}
+
+/** A number for a regular expression. */
+export const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

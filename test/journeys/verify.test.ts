@@ -1,8 +1,8 @@
 import { ManualClock } from "../../src/shared/clock";
 import type { TestSystem } from "../helpers/system";
-import { Chat, startJourneys, wrongCode } from "./harness";
+import { Chat, LANGUAGES, numberFor, re, startJourneys, wrongCode, type PerLocale } from "./harness";
 
-/** The built-in journeys customers start themselves: menu, verify (three languages), help-codes; and the chat's rules. */
+/** The built-in journeys customers start themselves: verify, menu and help-codes (each in the three languages); and the chat's rules. */
 let sys: TestSystem;
 const clock = new ManualClock(Date.now());
 
@@ -117,37 +117,54 @@ describe("verify", () => {
   });
 });
 
-describe("menu", () => {
+const MENU: PerLocale<{ keyword: string; menu: RegExp; verify: string; again: string; help: RegExp }> = {
+  en_US: { keyword: "menu", menu: /How can I help\? Tap \*Options\* and choose/, verify: "Let's confirm that", again: "menú", help: /I'm the verification assistant/ },
+  es: { keyword: "menú", menu: /¿En qué te ayudo\? Pulsa \*Opciones\* y elige/, verify: "Vamos a confirmar que", again: "inicio", help: /Soy el asistente de verificación/ },
+  pt_BR: { keyword: "início", menu: /Como posso ajudar\? Toque em \*Opções\* e escolha/, verify: "Vamos confirmar que", again: "menu", help: /Sou o assistente de verificação/ },
+};
+
+describe.each(LANGUAGES)("menu ($lang)", (l) => {
+  const t = MENU[l.locale];
   it("lists the journeys; a row starts its journey, also from inside another one", async () => {
-    const chat = new Chat(sys, "14155550305");
-    await chat.say("menu");
-    const menu = await chat.expectBot(/How can I help/);
+    const chat = new Chat(sys, numberFor(l, 101));
+    await chat.say(t.keyword);
+    const menu = await chat.expectBot(t.menu);
     expect(Chat.ids(menu)).toEqual(["journey_verify", "journey_help_codes", "journey_change_number", "journey_recover", "journey_pin", "journey_help"]);
     await chat.tap("journey_verify");
-    await chat.expectBot(/Let's confirm that \+14155550305/);
-    await chat.say("menú"); // the global menu word leaves the running journey
-    await chat.expectBot(/How can I help/);
+    await chat.expectBot(new RegExp(`${re(t.verify)} \\+${chat.digits} `));
+    await chat.say(t.again); // the global menu word leaves the running journey
+    await chat.expectBot(t.menu);
     await chat.tap("journey_help");
-    await chat.expectBot(/verification assistant/);
+    await chat.expectBot(t.help);
+  });
+});
+
+const HELP_CODES: PerLocale<{ keyword: string; checklist: (phone: string) => RegExp; onItsWay: (phone: string) => RegExp }> = {
+  en_US: { keyword: "I didn't get a code", checklist: (p) => new RegExp(`I have ${re(p)}\\. Does it start with the right country code`), onItsWay: (p) => new RegExp(`A code is on its way to ${re(p)}\\.`) },
+  es: { keyword: "no me llega el código", checklist: (p) => new RegExp(`tengo ${re(p)}\\. ¿Empieza por el prefijo de país correcto`), onItsWay: (p) => new RegExp(`Hay un código en camino a ${re(p)}\\.`) },
+  pt_BR: { keyword: "não recebi o código", checklist: (p) => new RegExp(`tenho ${re(p)}\\. Ele começa com o código do país certo`), onItsWay: (p) => new RegExp(`Um código está a caminho de ${re(p)}\\.`) },
+};
+
+describe.each(LANGUAGES)("help-codes ($lang)", (l) => {
+  const t = HELP_CODES[l.locale];
+  it("shows the number to check, sends the code again, and the code typed here is accepted", async () => {
+    const chat = new Chat(sys, numberFor(l, 111));
+    const phone = `+${chat.digits}`;
+    await chat.say(t.keyword);
+    const list = await chat.expectBot(t.checklist(phone));
+    expect(Chat.ids(list)).toEqual(["hc_again", "hc_sms", "hc_more"]);
+    await chat.tap("hc_again");
+    const code = await chat.code();
+    await chat.expectBot(t.onItsWay(phone));
+    // the journey is over: the code typed here approves the pending login code
+    await chat.say(code);
+    await chat.expectBot(/./);
+    const v = await sys.core.prisma.verification.findFirstOrThrow({ where: { to: phone } });
+    expect(v).toMatchObject({ purpose: "login", status: "approved" });
   });
 });
 
 describe("help-codes", () => {
-  it("shows the number to check, sends the code again, and the code typed here is accepted", async () => {
-    const chat = new Chat(sys, "14155550306");
-    await chat.say("I didn't get a code");
-    const list = await chat.expectBot(/I have \+14155550306\. Does it start with the right country code/);
-    expect(Chat.ids(list)).toEqual(["hc_again", "hc_sms", "hc_more"]);
-    await chat.tap("hc_again");
-    const code = await chat.code();
-    await chat.expectBot(/A code is on its way to \+14155550306/);
-    // the journey is over: the code typed here approves the pending login code
-    await chat.say(code);
-    await chat.expectBot(/./);
-    const v = await sys.core.prisma.verification.findFirstOrThrow({ where: { to: "+14155550306" } });
-    expect(v).toMatchObject({ purpose: "login", status: "approved" });
-  });
-
   it("asking again at once: the code was just sent, wait a minute", async () => {
     const chat = new Chat(sys, "34612345003");
     await chat.say("no me llega el código");
