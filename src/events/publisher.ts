@@ -69,6 +69,19 @@ VALUES ($1::uuid, $2::uuid, $3::text, $4::jsonb, $5::text, 'pending', $6::timest
     };
   }
 
+  /**
+   * Sends a recorded event again (the delivery log's replay): the row goes back to pending and gets a job of its
+   * own (a new job id, since the first job may still be kept). The same event id and body are delivered, so a
+   * business that deduplicates on `X-Wabot-Event-Id` sees one event. Returns false for an unknown row.
+   */
+  async replay(tenantId: string, deliveryId: string): Promise<boolean> {
+    const res = await this.prisma.eventDelivery.updateMany({ where: { id: deliveryId, tenantId }, data: { status: "pending", lastError: null } });
+    if (res.count === 0) return false;
+    const opts = { ...jobOptions.events, attempts: this.opts.maxAttempts ?? jobOptions.events.attempts ?? 10 };
+    await this.queue.add("deliver", { deliveryId }, { ...opts, jobId: `${jobIds.event(deliveryId)}-r${Date.now()}` });
+    return true;
+  }
+
   /** After commit: one job per delivery row (ids from `publish`; nulls are skipped). */
   async dispatch(ids: Array<string | null>): Promise<void> {
     const deliveryIds = ids.filter((id): id is string => typeof id === "string");

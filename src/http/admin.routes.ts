@@ -2,7 +2,7 @@ import express, { Router, type Request } from "express";
 import { z } from "zod";
 import { recordAudit, listAudit, InvalidAuditQueryError } from "../audit/audit";
 import { Prisma, type PrismaClient } from "../db/prisma";
-import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback } from "../events/publisher";
+import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback, type EventPublisher } from "../events/publisher";
 import type { Keyring } from "../shared/crypto";
 import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
@@ -61,6 +61,8 @@ export function adminRoutes(deps: {
   keyring: Keyring;
   apiKeys: ApiKeys;
   tenants: TenantDirectory;
+  /** for the events delivery log's replay */
+  eventPublisher?: Pick<EventPublisher, "replay">;
   /** told of each new tenant (the demo registers it with its Cloud API sandbox) */
   onTenantCreated?: (t: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string }) => void;
 }): Router {
@@ -181,6 +183,33 @@ export function adminRoutes(deps: {
     await apiKeys.revoke(id);
     await audit(req, row.tenantId, "api_key.revoked", { keyId: id });
     res.json({ id, revoked: true });
+  });
+
+  // the events delivery log: what was sent to the tenant's callback, how it went, and a replay
+  router.get("/tenants/:id/event-deliveries", requireScope("read"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const q = parseInput(z.object({ status: z.enum(["pending", "delivered", "failed"]).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }), req.query);
+    const rows = await prisma.eventDelivery.findMany({
+      where: { tenantId: t.id, ...(q.status ? { status: q.status } : {}) },
+      orderBy: { createdAt: "desc" },
+      take: q.limit,
+    });
+    res.json({
+      deliveries: rows.map((r) => ({
+        id: r.id, type: r.type, status: r.status, attempts: r.attempts, lastStatus: r.lastStatus, lastError: r.lastError,
+        createdAt: r.createdAt, deliveredAt: r.deliveredAt, payload: r.payload,
+      })),
+    });
+  });
+
+  router.post("/tenants/:id/event-deliveries/:deliveryId/replay", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const deliveryId = req.params.deliveryId as string;
+    if (!uuid.safeParse(deliveryId).success || !deps.eventPublisher || !(await deps.eventPublisher.replay(t.id, deliveryId))) {
+      throw new ApiError(404, "event_delivery_not_found", "No such event delivery");
+    }
+    await audit(req, t.id, "event.replayed", { deliveryId });
+    res.status(202).json({ id: deliveryId, status: "pending" });
   });
 
   router.get("/audit", requireScope("read"), async (req, res) => {

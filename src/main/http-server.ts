@@ -112,7 +112,7 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
     auth,
     flowsRoutes({ prisma: core.prisma, flows: core.flows }),
     conversations.admin,
-    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, onTenantCreated: tenantCreated }),
+    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, eventPublisher: core.eventPublisher, onTenantCreated: tenantCreated }),
   );
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
     router.use(

@@ -49,3 +49,23 @@ it("posts signed events for a verification's life, retrying a failing endpoint",
   expect(row.status).toBe("delivered");
   expect(row.attempts).toBeGreaterThanOrEqual(2);
 });
+
+it("lists the delivery log and replays an event with the same id and body", async () => {
+  const log = await request(sys.http.url).get(`/admin/tenants/${sys.tenantId}/event-deliveries`).set(admin());
+  expect(log.status).toBe(200);
+  const delivered = (log.body.deliveries as { id: string; status: string; type: string }[]).filter((d) => d.status === "delivered");
+  expect(delivered.length).toBeGreaterThan(0);
+  const target = delivered[0]!;
+  const before = receiver.at("/hooks").filter((r) => JSON.parse(r.raw).id === target.id);
+  const replay = await request(sys.http.url).post(`/admin/tenants/${sys.tenantId}/event-deliveries/${target.id}/replay`).set(admin());
+  expect(replay.status).toBe(202);
+  const after = await waitFor(() => {
+    const got = receiver.at("/hooks").filter((r) => JSON.parse(r.raw).id === target.id);
+    return got.length > before.length && got;
+  });
+  expect(after[after.length - 1]!.raw).toBe(before[before.length - 1]!.raw);
+  await waitFor(async () => (await sys.core.prisma.eventDelivery.findUniqueOrThrow({ where: { id: target.id } })).status === "delivered");
+  const missing = await request(sys.http.url).post(`/admin/tenants/${sys.tenantId}/event-deliveries/00000000-0000-0000-0000-000000000000/replay`).set(admin());
+  expect(missing.status).toBe(404);
+  expect(missing.body.error.code).toBe("event_delivery_not_found");
+});
