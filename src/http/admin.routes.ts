@@ -3,6 +3,9 @@ import { z } from "zod";
 import { recordAudit, listAudit, InvalidAuditQueryError } from "../audit/audit";
 import { Prisma, type PrismaClient } from "../db/prisma";
 import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback, type EventPublisher } from "../events/publisher";
+import { OtpError } from "../otp/errors";
+import { normalizeNumber } from "../otp/phone";
+import { eraseContact, findContactByNumber } from "../retention/erase";
 import type { Keyring } from "../shared/crypto";
 import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
@@ -36,6 +39,7 @@ const settingsPatch = z.strictObject({
   limits: z.unknown().optional(),
   flows: z.unknown().optional(),
   pin: z.unknown().optional(),
+  retention: z.unknown().optional(),
 });
 
 
@@ -46,7 +50,7 @@ function tenantView(t: { id: string; name: string; phoneNumberId: string; displa
     name: t.name,
     phoneNumberId: t.phoneNumberId,
     displayPhoneNumber: t.displayPhoneNumber,
-    settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, flows: settings.flows, pin: settings.pin, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
+    settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, flows: settings.flows, pin: settings.pin, retention: settings.retention, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
     createdAt: t.createdAt.toISOString(),
     updatedAt: t.updatedAt.toISOString(),
   };
@@ -210,6 +214,23 @@ export function adminRoutes(deps: {
     }
     await audit(req, t.id, "event.replayed", { deliveryId });
     res.status(202).json({ id: deliveryId, status: "pending" });
+  });
+
+  // right to erasure: the contact's personal data goes, its rows (and so the counts) stay; see src/retention/erase.ts
+  router.post("/tenants/:id/contacts/erase", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const { to } = parseInput(z.strictObject({ to: z.string().trim().min(1).max(32) }), req.body);
+    let e164: string;
+    try {
+      e164 = normalizeNumber(/^\d/.test(to) ? `+${to}` : to).e164;
+    } catch (err) {
+      if (err instanceof OtpError) throw new ApiError(400, err.code, err.message);
+      throw err;
+    }
+    const contact = await findContactByNumber(prisma, t.id, e164);
+    const erased = contact ? await eraseContact(prisma, t.id, contact.id, req.principal!.actor) : null;
+    if (!erased) throw new ApiError(404, "contact_not_found", "No contact with this number");
+    res.json({ erased: true, contactId: erased.contactId });
   });
 
   router.get("/audit", requireScope("read"), async (req, res) => {

@@ -5,6 +5,7 @@ import { createStatusWorker } from "../queues/status.worker";
 import { createEventsWorker, type EventBackoffSettings } from "../queues/events.worker";
 import { createOtpWorker } from "../queues/otp.worker";
 import { workerConnection } from "../queues/redis";
+import { hourlyPurge } from "../retention/purge";
 import type { Core } from "./core";
 
 export interface RunningWorkers {
@@ -70,6 +71,11 @@ export async function startWorkers(
   for (const w of workers) core.metrics.observeWorker(w); // ops: wabot_job_duration_seconds
   await Promise.all(workers.map((w) => w.waitUntilReady()));
 
+  // retention (tenant settings `retention`): at most hourly per process, the first run one sweep after start;
+  // wall time, like the Idempotency-Key cleanup: row timestamps are the database's
+  const purge = hourlyPurge(prisma, () => new Date(), ({ total }) => {
+    if (Object.values(total).some((n) => n > 0)) logger.info({ purged: total }, "retention purge");
+  });
   // The outbox sweeper repairs the rare crash between a reply's commit and its job being written.
   const sweep = setInterval(() => {
     core.outbox.sweep().catch((err) => logger.warn({ err: err.message }, "outbox sweep failed"));
@@ -78,6 +84,7 @@ export async function startWorkers(
     core.prisma.idempotencyRecord
       .deleteMany({ where: { createdAt: { lt: new Date(Date.now() - 24 * 3600_000) } } })
       .catch((err: Error) => logger.warn({ err: err.message }, "idempotency cleanup failed"));
+    purge().catch((err: Error) => logger.warn({ err: err.message }, "retention purge failed"));
   }, opts.sweepEveryMs ?? 15_000);
   sweep.unref();
 

@@ -101,6 +101,21 @@ export const eventSettingsSchema = z.object({
   secretEnc: z.string().optional(),
 });
 
+/**
+ * How long data is kept (src/retention/purge.ts, run at most hourly by each worker process). Inbound message rows
+ * carry the wamid deduplication key Meta may redeliver for up to 7 days, and status events the status one: so no
+ * window that deletes them may be shorter than 7 days.
+ */
+export const retentionSettingsSchema = z.object({
+  /** messages (and their send attempts), status events and ended verifications (and their deliveries) */
+  messagesDays: z.number().int().min(7).max(3650).default(90),
+  auditDays: z.number().int().min(7).max(3650).default(365),
+  /** delivered or failed events of the callback log (pending ones are kept) */
+  eventDeliveriesDays: z.number().int().min(7).max(3650).default(30),
+  /** a contact with no message either way for this long is erased (src/retention/erase.ts); 0 = kept */
+  inactiveContactsDays: z.number().int().min(0).max(3650).default(0).refine((d) => d === 0 || d >= 7, "0 (keep) or at least 7"),
+});
+
 export const tenantSettingsSchema = z.object({
   otp: otpSettingsSchema.default(otpSettingsSchema.parse({})).superRefine((otp, ctx) => {
     // Meta fixes a template's expiry footer and time-to-live at creation: they must not promise more than the code lives
@@ -118,10 +133,12 @@ export const tenantSettingsSchema = z.object({
   flows: flowSettingsSchema.default(flowSettingsSchema.parse({})),
   pin: pinSettingsSchema.default(pinSettingsSchema.parse({})),
   events: eventSettingsSchema.default({}),
+  retention: retentionSettingsSchema.default(retentionSettingsSchema.parse({})),
 });
 
 export type TenantSettings = z.infer<typeof tenantSettingsSchema>;
 export type OtpSettings = z.infer<typeof otpSettingsSchema>;
+export type RetentionSettings = z.infer<typeof retentionSettingsSchema>;
 
 /** Settings as stored may be partial or from an older version: read them through the schema (defaults filled in). */
 export function readSettings(raw: unknown): TenantSettings {
