@@ -246,7 +246,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
 }
 
 /** Optimistic lock: the update applies only if nobody saved the session since it was read. */
-async function saveSession(q: Queryable, before: SessionState, change: NonNullable<import("./router").RouteResult["session"]>): Promise<void> {
+export async function saveSession(q: Queryable, before: SessionState, change: NonNullable<import("./router").RouteResult["session"]>): Promise<void> {
   const values: unknown[] = [before.id, before.version, new Date()];
   const sets = ["version = version + 1", "updated_at = $3::timestamptz"];
   const set = (column: string, value: unknown, cast: string) => {

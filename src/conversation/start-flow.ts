@@ -1,11 +1,11 @@
-import { transaction, type PrismaClient, type Tx } from "../db/prisma";
-import { prismaLocks } from "../db/sql";
+import { transaction, type PrismaClient } from "../db/prisma";
+import { prismaLocks, prismaQueryable } from "../db/sql";
 import type { FlowHandler } from "../flows/flow.handler";
 import type { FlowStore } from "../flows/flow-store";
 import { Outbox } from "../messaging/outbox";
 import type { Clock } from "../shared/clock";
 import type { TenantRecord } from "../tenants/tenant-directory";
-import { contactLockKey } from "./inbound-handler";
+import { contactLockKey, saveSession } from "./inbound-handler";
 import type { SessionState } from "./router";
 
 export type StartFlowOutcome =
@@ -47,27 +47,10 @@ export async function startFlowFor(
     };
     const ctx = { tx, tenant, contact, isNewContact: false, message: { id: "api-start", type: "api" }, session, now };
     const result = await deps.flowHandler.startFor(ctx, live.definition, live.version, input.variables);
-    await saveSession(tx, session, result.session ?? {});
+    await saveSession(prismaQueryable(tx), session, result.session ?? {});
     const outbound = await Outbox.create(tx, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now });
     return { kind: "started", flow: live.name, version: live.version, contactId: contact.id, messages: outbound.length, waiting: Boolean(result.session?.step), outbound };
   });
   if (outcome.kind === "started") await deps.outbox.dispatch(outcome.outbound);
   return outcome;
-}
-
-async function saveSession(tx: Tx, before: SessionState, change: Partial<SessionState>): Promise<void> {
-  const res = await tx.session.updateMany({
-    where: { id: before.id, version: before.version },
-    data: {
-      flow: change.flow,
-      flowVersion: change.flowVersion,
-      step: change.step,
-      variables: change.variables as object | undefined,
-      state: change.state as object | undefined,
-      expiresAt: change.expiresAt,
-      handoffAt: change.handoffAt,
-      version: { increment: 1 },
-    },
-  });
-  if (res.count === 0) throw new Error("session was changed by another writer");
 }

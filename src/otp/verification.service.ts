@@ -309,13 +309,8 @@ export class VerificationService {
 
     let v: SqlVerification | null = pre.id ? (pre as SqlVerification) : null;
     if (v && input.id && input.purpose && v.purpose !== input.purpose) v = null;
-    const numberKey = `${who.tenantId}:${v?.to ?? input.to ?? input.id}`;
-    await limits.consume("checks_number", numberKey, settings.limits.checksPerNumberPer10Minutes, 600);
-    if (!v) throw new OtpError("verification_not_found");
-    if (v.expiresAt <= now) {
-      await this.expire(v.id, who.actor);
-      throw new OtpError("verification_not_found", undefined, "The code has expired: request a new one");
-    }
+    await this.guardFound(who, settings, v, input, now);
+    if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
 
     const valid = codeMatches(keyring, v.id, input.code, v.codeHash);
     const found = v;
@@ -376,13 +371,8 @@ export class VerificationService {
       const number = normalizeNumber(input.to ?? "");
       v = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose: input.purpose ?? DEFAULT_PURPOSE, status: "pending" } });
     }
-    const numberKey = `${who.tenantId}:${v?.to ?? input.to ?? input.id}`;
-    await limits.consume("checks_number", numberKey, settings.limits.checksPerNumberPer10Minutes, 600);
-    if (!v) throw new OtpError("verification_not_found");
-    if (v.expiresAt <= now) {
-      await this.expire(v.id, who.actor);
-      throw new OtpError("verification_not_found", undefined, "The code has expired: request a new one");
-    }
+    await this.guardFound(who, settings, v, input, now);
+    if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
 
     const valid = codeMatches(keyring, v.id, input.code, v.codeHash);
     const row = await this.run(ext, async (tx, post) => {
@@ -407,6 +397,20 @@ export class VerificationService {
     });
     if (!row) throw new OtpError("verification_not_found");
     return { verification: row, valid: row.status === "approved" && valid };
+  }
+
+  /**
+   * After the lookup, the same on both check paths: the per-number check limit (counted whether or not a
+   * verification was found, so unknown numbers cost the same), then "not found" or an expired code.
+   */
+  private async guardFound(who: Actor, settings: TenantSettings, v: { id: string; to: string; expiresAt: Date } | null, input: CheckInput, now: Date): Promise<void> {
+    const numberKey = `${who.tenantId}:${v?.to ?? input.to ?? input.id}`;
+    await this.deps.limits.consume("checks_number", numberKey, settings.limits.checksPerNumberPer10Minutes, 600);
+    if (!v) throw new OtpError("verification_not_found");
+    if (v.expiresAt <= now) {
+      await this.expire(v.id, who.actor);
+      throw new OtpError("verification_not_found", undefined, "The code has expired: request a new one");
+    }
   }
 
   async get(who: Actor, id: string): Promise<VerificationRow> {
