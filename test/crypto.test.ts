@@ -1,5 +1,25 @@
 import { randomBytes } from "node:crypto";
-import { Keyring, safeEqual } from "../src/shared/crypto";
+import { Keyring, randomIv, safeEqual } from "../src/shared/crypto";
+
+describe("GCM nonces", () => {
+  it("are 12 bytes, never repeat across pool refills, and are copies the caller may keep", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1_500; i++) {
+      const iv = randomIv();
+      expect(iv.length).toBe(12);
+      seen.add(iv.toString("hex"));
+    }
+    expect(seen.size).toBe(1_500); // 1,500 nonces span four refills of the 341-nonce pool
+    const a = randomIv();
+    const copy = Buffer.from(a);
+    for (let i = 0; i < 400; i++) randomIv(); // refills and hands out more
+    expect(a.equals(copy)).toBe(true);
+    // and every ciphertext carries its own
+    const k = Keyring.fromBase64(randomBytes(32).toString("base64"));
+    const ivs = new Set(Array.from({ length: 700 }, () => k.encrypt("job-data", "x").split(".")[2]));
+    expect(ivs.size).toBe(700);
+  });
+});
 
 describe("Keyring", () => {
   const keyring = new Keyring(randomBytes(32));

@@ -26,6 +26,12 @@ export const envSchema = z.object({
   DATABASE_URL: url(["postgres:", "postgresql:"]),
   REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
   PORT: int(0, 65535).default(3000),
+  /**
+   * A worker-only process (`npm run start:worker`) serves `/metrics` (admin key, as on the API) and `/healthz` on this
+   * port, for Prometheus and liveness probes. Unset: no HTTP at all in such a process (`npm start` serves /metrics on
+   * PORT). `0` picks a free port. 9464 is the usual choice.
+   */
+  WORKER_METRICS_PORT: int(0, 65535).optional(),
   WHATSAPP_APP_SECRET: z.string().min(1),
   WHATSAPP_VERIFY_TOKEN: z.string().min(1),
   WHATSAPP_PHONE_NUMBER_ID: z.string().regex(/^\d{1,32}$/, "must be the numeric phone number id"),
@@ -39,9 +45,26 @@ export const envSchema = z.object({
   WHATSAPP_OTP_TEMPLATE_LANGUAGE: z.string().min(2).default("en_US"),
   ADMIN_API_KEY: z.string().min(16, "must be at least 16 characters"),
   SECRETS_KEY: base64Key32,
+  /**
+   * Earlier values of `SECRETS_KEY`, comma-separated, while a key rotation is under way: data made with them stays
+   * readable (and hashes checkable) until `npm run secrets:reencrypt` has moved it to `SECRETS_KEY`. Leave unset
+   * otherwise. The procedure: docs/security.md.
+   */
+  SECRETS_KEY_PREVIOUS: z
+    .string()
+    .refine((v) => v.split(",").map((k) => k.trim()).filter(Boolean).every((k) => base64Key32.safeParse(k).success), {
+      message: "must be comma-separated keys of 32 random bytes, base64-encoded",
+    })
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Redis key prefix for the queues (lets several deployments or test runs share one Redis). */
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default("wabot"),
+  /**
+   * Prefix of every Redis key of the deployment (queues, per-contact mailboxes, limits, console sessions), so several
+   * deployments or test runs can share one Redis. On Redis Cluster, wrap it in braces (`{wabot}`): the braces are a
+   * hash tag that puts every key in one slot, as BullMQ's scripts and the webhook's MULTI need (docs/scaling.md).
+   * Changing it on a running deployment orphans the jobs queued under the old one: drain the queues first.
+   */
+  QUEUE_PREFIX: z.string().regex(/^(?:[A-Za-z0-9_-]+|\{[A-Za-z0-9_-]+\})$/, "letters, digits, _ and -, or those in braces ({wabot}) as a Redis Cluster hash tag").default("wabot"),
   /** Cloud API messages per second per business phone number (Meta: 80 by default, up to 1,000). */
   OUTBOUND_RATE_PER_SECOND: int(1, 1000).default(80),
   /** Minimum gap between two messages to the same recipient, so a multi-message reply keeps its order. */
@@ -50,6 +73,20 @@ export const envSchema = z.object({
   OUTBOUND_MAX_ATTEMPTS: int(1, 50).default(8),
   INBOUND_CONCURRENCY: int(1, 500).default(16),
   OUTBOUND_CONCURRENCY: int(1, 1000).default(32),
+  /**
+   * How long a worker's claim on a job lasts without renewal, in ms (renewed every half of it while the worker runs;
+   * also how often each worker looks for claims that lapsed). After a crash (SIGKILL, out of memory, lost host) the
+   * jobs it held run again within about twice this. Lower recovers sooner; an event loop blocked for longer lets
+   * another worker take a job, which is safe (handling is idempotent) but may repeat a send. Sends and event
+   * deliveries keep at least twice their timeout plus 5 s.
+   */
+  WORKER_LOCK_MS: int(2_000, 600_000).default(30_000),
+  /**
+   * On SIGTERM a worker process lets the jobs it holds finish for at most this long, in ms; then (say while Redis is
+   * unreachable and nothing can complete) it drops its connections and exits. What it held runs again elsewhere once
+   * its lock lapses (`WORKER_LOCK_MS`). Keep it below the orchestrator's grace period (compose: 60 s for workers).
+   */
+  SHUTDOWN_GRACE_MS: int(0, 600_000).default(50_000),
   /** Largest webhook body accepted (Meta sends up to 3 MB). */
   WEBHOOK_BODY_LIMIT_BYTES: int(4 * 1024 * 1024, 8 * 1024 * 1024).default(6 * 1024 * 1024),
   /** Fallback code channels after WhatsApp: none (off), sandbox (recorded in memory, for the demo) or twilio. */

@@ -12,6 +12,8 @@ export interface ContactRow {
   /** a fresh verification is required before the bot does anything else (business request, number change) */
   reverifyRequiredAt?: Date | null;
   verifiedAt?: Date | null;
+  /** read with the contact when the inbound path loads it: a code of this number locked since it last verified */
+  lockedSinceVerified?: boolean;
 }
 
 /**

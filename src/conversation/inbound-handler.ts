@@ -39,9 +39,11 @@ export class InboundHandler {
     this.sql = deps.sql ?? sqlFor(deps.prisma);
   }
 
-  async handle(item: InboundItem): Promise<HandleOutcome> {
+  /** `opts.retry`: this message's job ran before (failed or crashed), so its replies may not have been dispatched. */
+  async handle(item: InboundItem, opts: { retry?: boolean } = {}): Promise<HandleOutcome> {
     const { prisma, tenants, router, outbox, clock, logger } = this.deps;
     const tenant = await tenants.byPhoneNumberId(item.phoneNumberId);
+    if (tenant && item.wabaId) await tenants.noteWabaId(tenant, item.wabaId);
     if (!tenant) {
       logger.warn({ phoneNumberId: item.phoneNumberId, wamid: item.message.id }, "message for an unknown business number dropped");
       return { kind: "unknown_tenant" };
@@ -51,7 +53,7 @@ export class InboundHandler {
     const body = async (q: Queryable, tx: Tx): Promise<HandleOutcome> => {
       const now = clock.now();
       const sentAt = item.message.timestamp ? new Date(Number(item.message.timestamp) * 1000) : new Date(item.receivedAt);
-      const claim = await claimInbound(q, tenant.id, item, sentAt);
+      const claim = await claimInbound(q, tenant.id, item, sentAt, now);
       if (!claim.claimed) return { kind: "duplicate" };
       const { contact, created, session } = claim;
 
@@ -75,13 +77,18 @@ export class InboundHandler {
       : await this.sql.transaction((q) => body(q, NO_PRISMA_TX), lock);
 
     if (outcome.kind === "handled") {
-      await outbox.dispatch(outcome.outbound);
+      await outbox.dispatch(outcome.outbound, { requestId: item.requestId }); // the webhook's request id, for tracing
       await outcome.afterCommit?.();
       if (logger.isLevelEnabled("debug")) {
         logger.debug({ wamid: item.message.id, from: maskPhone(item.contactKey), handler: outcome.handler, replies: outcome.outbound.length }, "message handled");
       }
     } else if (outcome.kind === "duplicate") {
       logger.info({ wamid: item.message.id }, "redelivered message ignored");
+      // a retry after the commit: the replies' jobs may never have been written (dispatch failed): write them now
+      if (opts.retry) {
+        const n = await outbox.redispatchQueuedAfter(tenant.id, item.message.id, { requestId: item.requestId });
+        if (n > 0) logger.warn({ wamid: item.message.id, replies: n }, "replies of an already handled message dispatched again");
+      }
     }
     return outcome;
   }
@@ -149,7 +156,12 @@ SELECT contact.id::text AS id, contact.wa_id, contact.user_id, contact.phone_e16
        contact.last_inbound_at, contact.reverify_required_at, contact.verified_at, contact.created, EXISTS (SELECT 1 FROM claim) AS claimed,
        session.id::text AS s_id, session.flow AS s_flow, session.flow_version AS s_flow_version, session.step AS s_step,
        session.variables AS s_variables, session.state AS s_state, session.expires_at AS s_expires_at,
-       session.handoff_at AS s_handoff_at, session.version AS s_version
+       session.handoff_at AS s_handoff_at, session.version AS s_version,
+       -- the re-verify rule of flows (flow.handler.ts): a code of this number locked by wrong guesses in the last
+       -- day, after the contact last verified (here, so the rule costs no round trip of its own)
+       EXISTS (SELECT 1 FROM verifications v
+                WHERE v.tenant_id = $1::uuid AND v."to" = contact.phone_e164 AND v.status = 'max_attempts_reached'
+                  AND v.ended_at > GREATEST($15::timestamptz - interval '24 hours', contact.verified_at)) AS locked_since_verified
   FROM contact LEFT JOIN session ON true`,
 };
 
@@ -184,12 +196,13 @@ type ClaimRow = SessionColumns & {
   verified_at: Date | null;
   created: boolean;
   claimed: boolean;
+  locked_since_verified: boolean;
 };
 
 type Claim = { claimed: false } | { claimed: true; contact: ContactRow; created: boolean; session: SessionState };
 
 /** Inside the caller's transaction, after the contact lock: contact upsert + wamid claim + session, one round trip. */
-async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, at: Date): Promise<Claim> {
+async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, at: Date, now: Date): Promise<Claim> {
   const waId = item.message.from ?? item.contact?.wa_id ?? null;
   const userId = item.message.from_user_id ?? item.contact?.user_id ?? null;
   const [row] = await q.query<ClaimRow>(CLAIM_INBOUND, [
@@ -207,6 +220,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
     item.message.type,
     JSON.stringify(item.message),
     randomUUID(),
+    now,
   ]);
   if (!row) throw new Error("contact upsert returned no row");
   if (!row.claimed) return { claimed: false };
@@ -230,6 +244,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
       reverifyRequiredAt: row.reverify_required_at,
       verifiedAt: row.verified_at,
       lastInboundAt: row.last_inbound_at,
+      lockedSinceVerified: row.locked_since_verified,
     },
     session: {
       id: s.s_id!,

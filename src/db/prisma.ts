@@ -11,7 +11,9 @@ export type Tx = Prisma.TransactionClient;
  * serves the hand-written SQL of the hot paths (`sqlFor(prisma)` in ./sql.ts) and is closed by `$disconnect()`.
  */
 export function createPrisma(databaseUrl: string, poolSize = 20): PrismaClient {
-  const pool = new Pool({ connectionString: databaseUrl, max: poolSize });
+  // a checkout waits at most 30 s: code that holds one connection while it waits for a second from the same pool
+  // would otherwise wait for ever once every connection is held that way (an error is retried by the job instead)
+  const pool = new Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 30_000 });
   // an idle connection that dies (a PostgreSQL restart) must not crash the process; the pool replaces it
   pool.on("error", () => undefined);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });

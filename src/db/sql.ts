@@ -252,6 +252,15 @@ export class PgSql extends PgQueryable implements Sql {
 
   async transaction<T>(fn: (q: Queryable) => Promise<T>, opts?: TransactionOptions): Promise<T> {
     const client = await this.pool.connect();
+    // pg-pool takes its error listener off a client while it is checked out: a connection reset while this
+    // transaction holds it (PostgreSQL restarted, a network cut) would be an unhandled 'error' event and crash the
+    // process. The statement in flight fails with the same error (so does the transaction: the job retries); here
+    // it is only noted, and the client is destroyed on release instead of going back to the pool.
+    let lost: Error | undefined;
+    const onError = (err: Error) => {
+      lost = err;
+    };
+    client.on("error", onError);
     const q = new PgTransactionQueryable(client, opts);
     // a connection whose ROLLBACK failed is in an unknown state: it is destroyed, not reused
     let broken: Error | undefined;
@@ -264,7 +273,8 @@ export class PgSql extends PgQueryable implements Sql {
       if (q.begun) await client.query("ROLLBACK").catch((e: Error) => (broken = e));
       throw err;
     } finally {
-      client.release(broken);
+      client.removeListener("error", onError);
+      client.release(broken ?? lost);
     }
   }
 }
@@ -320,4 +330,35 @@ export function sqlFor(prisma: PrismaClient): Sql {
     registry.set(prisma, sql);
   }
   return sql;
+}
+
+/**
+ * Whether an error means the connection to PostgreSQL was lost or could not be made (so the statement may succeed
+ * on a new connection), as opposed to an error of the statement itself.
+ */
+export function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === "string" ? e.code : "";
+  // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect now)
+  if (/^08|^57P0[123]$/.test(code)) return true;
+  if (["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"].includes(code)) return true;
+  const message = typeof e?.message === "string" ? e.message : "";
+  return /Connection terminated|connection error|Client was closed|timeout exceeded when trying to connect|Can't reach database server/i.test(message);
+}
+
+/**
+ * Runs `fn` again while it fails because PostgreSQL cannot be reached, for up to `budgetMs` (backoff 100 ms → 2 s),
+ * then gives up with the last error. For writes that record something only this process knows (a Cloud API send's
+ * answer): failing the job instead would throw the answer away, and its retry would send the message again.
+ */
+export async function retryOnConnectionLoss<T>(fn: () => Promise<T>, budgetMs: number): Promise<T> {
+  const until = Date.now() + budgetMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isConnectionError(err) || Date.now() + delay > until) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }

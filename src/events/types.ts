@@ -27,6 +27,12 @@ export const EVENT_TYPES = [
   "login.revoked",
   "unauthorized_access.reported",
   "reverification.requested",
+  "template.paused",
+  "template.disabled",
+  "template.reinstated",
+  "limit.fallback_budget_reached",
+  "messaging_limit.warning",
+  "limit.daily_codes_reached",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -56,6 +62,26 @@ const verificationBase = {
 };
 
 const verification = <T extends z.ZodRawShape>(extra: T) => z.strictObject({ ...verificationBase, ...extra });
+
+/** template.* events: a WhatsApp template the tenant uses changed status at Meta (message_template_status_update) */
+const templateAlert = z.strictObject({
+  name: z.string().min(1).max(512),
+  language: z.string().min(1).max(20),
+  /** Meta's event word: PAUSED, DISABLED, REJECTED, APPROVED, REINSTATED, … */
+  status: z.string().min(1).max(64),
+  /** the status known before, when there was one */
+  previousStatus: z.string().min(1).max(64).optional(),
+  /** Meta's reason (e.g. "NONE", "INCORRECT_CATEGORY") and other_info title/description, when given */
+  reason: z.string().max(500).optional(),
+  /** Meta's template id */
+  templateId: z.string().max(64).optional(),
+  /** locales whose verification codes use this template (empty: not a code template) */
+  verificationLocales: z.array(z.string().max(20)).max(200),
+  /** flow template keys (settings flows.templates) this template carries */
+  flowTemplates: z.array(z.string().max(512)).max(200),
+  /** what happens to codes meanwhile: "fallback:sms", "fallback:voice", "whatsapp_only" (no other channel), "none" */
+  verificationDelivery: z.string().max(64),
+});
 
 export const eventDataSchemas = {
   /** a verification was created (before any code left) */
@@ -132,6 +158,50 @@ export const eventDataSchemas = {
     to: e164.optional(),
     requestedAt: isoDate,
     reason: z.string().min(1).max(200).optional(),
+  }),
+  /** Meta paused a template the tenant uses (codes go out on the next channel meanwhile: docs/templates.md) */
+  "template.paused": templateAlert,
+  /** Meta disabled or rejected a template the tenant uses (`status` says which); it will not come back by itself */
+  "template.disabled": templateAlert,
+  /** a template the tenant uses can be sent again (APPROVED / REINSTATED after a pause, disable or rejection) */
+  "template.reinstated": templateAlert,
+  /** today's (UTC) spend on paid code channels reached limits.fallbackBudgetPerDay: SMS/voice codes are refused until midnight UTC */
+  "limit.fallback_budget_reached": z.strictObject({
+    /** the UTC day, YYYY-MM-DD */
+    day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+    budget: z.number().min(0),
+    /** spent so far today, in the same units */
+    spent: z.number().min(0),
+    /** the channel whose code was refused */
+    channel,
+    /** what that code would have cost */
+    cost: z.number().min(0),
+    verificationId: z.uuid().optional(),
+  }),
+  /** the unique users reached outside the customer-service window in the last 24 h crossed limits.messagingLimitWarnPercent of Meta's tier (docs/limits.md) */
+  "messaging_limit.warning": z.strictObject({
+    /** Meta's tier, e.g. TIER_250 */
+    tier: z.string().min(1).max(40),
+    /** the unique users the tier allows per moving 24 h */
+    limit: z.number().int().min(1),
+    uniqueUsers24h: z.number().int().min(0),
+    /** uniqueUsers24h / limit × 100, one decimal */
+    usedPercent: z.number().min(0),
+    /** the tenant's threshold (limits.messagingLimitWarnPercent) */
+    warnPercent: z.number().int().min(1).max(100),
+    /** when the tier was last read from Meta or pushed by a webhook */
+    checkedAt: isoDate.optional(),
+  }),
+  /** today's (UTC) codes reached limits.codesPerDay: new codes and re-sends are refused (429 daily_limit_reached) until midnight UTC */
+  "limit.daily_codes_reached": z.strictObject({
+    /** the UTC day, YYYY-MM-DD */
+    day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+    /** limits.codesPerDay */
+    limit: z.number().int().min(1),
+    /** codes counted today when the event was raised */
+    count: z.number().int().min(0),
+    /** the next midnight UTC, when codes are accepted again */
+    resetsAt: isoDate,
   }),
 } satisfies Record<EventType, z.ZodType>;
 

@@ -1,16 +1,11 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { projectRoot } from "../shared/project-root";
 import { jsonEqual, normaliseDefinition, type FlowStore } from "./flow-store";
 import { parseFlowText, validateFlow, type FlowDefinition } from "./schema";
 
-/** The built-in flow files shipped with the bot: <repo>/flows (found from src/flows, or from a compiled dist/src/flows). */
-export const BUILTIN_FLOWS_DIR = ((): string => {
-  for (const up of [["..", ".."], ["..", "..", ".."]]) {
-    const dir = resolve(__dirname, ...up);
-    if (existsSync(join(dir, "package.json"))) return join(dir, "flows");
-  }
-  return resolve(__dirname, "..", "..", "flows");
-})();
+/** The built-in flow files shipped with the bot: <project>/flows (from the sources or the compiled build). */
+export const BUILTIN_FLOWS_DIR = join(projectRoot(), "flows");
 
 export const FLOW_FILE_RE = /\.(json|ya?ml)$/i;
 

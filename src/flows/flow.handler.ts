@@ -134,6 +134,7 @@ export class FlowHandler implements MessageHandler {
   /** The rule: a verification of this number ended locked (too many wrong codes) in the last day, after its last verification. */
   private async lockedSinceVerified(ctx: RouteContext): Promise<boolean> {
     if (!ctx.contact.phoneE164) return false;
+    if (ctx.contact.lockedSinceVerified !== undefined) return ctx.contact.lockedSinceVerified; // loaded with the contact
     const since = new Date(Math.max(ctx.now.getTime() - 24 * 3600_000, ctx.contact.verifiedAt?.getTime() ?? 0));
     const locked = await this.deps.prisma.verification.findFirst({
       where: { tenantId: ctx.tenant.id, to: ctx.contact.phoneE164, status: "max_attempts_reached", endedAt: { gt: since } },

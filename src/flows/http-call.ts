@@ -80,12 +80,54 @@ export function isNonPublicAddress(address: string): boolean {
     );
   }
   if (kind === 6) {
-    const s = address.toLowerCase();
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-    if (mapped) return isNonPublicAddress(mapped[1]!);
-    return s === "::" || s === "::1" || /^f[cd]/.test(s) || /^fe[89ab]/.test(s) || s.startsWith("ff") || s.startsWith("64:ff9b:") || s.startsWith("2001:db8");
+    const b = ipv6Bytes(address);
+    if (!b) return true;
+    const embedded = (at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+    const zeros = (from: number, to: number) => b.subarray(from, to).every((x) => x === 0);
+    // IPv4 inside IPv6, in any spelling (`::ffff:127.0.0.1` is written `::ffff:7f00:1` by the URL parser):
+    // mapped ::ffff:0:0/96, compatible ::/96, NAT64 64:ff9b::/96 and 6to4 2002::/16 are judged by their IPv4 address
+    if (zeros(0, 10) && b[10] === 0xff && b[11] === 0xff) return isNonPublicAddress(embedded(12));
+    if (zeros(0, 12)) return true; // ::, ::1 and the deprecated IPv4-compatible addresses
+    if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b) return true;
+    if (b[0] === 0x20 && b[1] === 0x02) return isNonPublicAddress(embedded(2));
+    return (
+      (b[0]! & 0xfe) === 0xfc || // fc00::/7 unique local
+      (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) || // fe80::/10 link-local
+      (b[0] === 0xfe && (b[1]! & 0xc0) === 0xc0) || // fec0::/10 site-local (deprecated)
+      b[0] === 0xff || // multicast
+      (b[0] === 0x20 && b[1] === 0x01 && b[2] === 0x0d && b[3] === 0xb8) || // 2001:db8::/32 documentation
+      (b[0] === 0x20 && b[1] === 0x01 && b[2] === 0x00 && b[3] === 0x00) // 2001::/32 Teredo (tunnels to IPv4)
+    );
   }
   return true;
+}
+
+/** The 16 bytes of an IPv6 address (with `::` and a dotted IPv4 tail expanded), or null when malformed. */
+function ipv6Bytes(address: string): Uint8Array | null {
+  let s = address.toLowerCase().replace(/^\[|\]$/g, "");
+  const zone = s.indexOf("%");
+  if (zone >= 0) s = s.slice(0, zone);
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (dotted) {
+    const [p, q, r, t] = dotted.slice(1).map(Number) as [number, number, number, number];
+    s = `${s.slice(0, dotted.index)}${((p << 8) | q).toString(16)}:${((r << 8) | t).toString(16)}`;
+  }
+  const halves = s.split("::");
+  if (halves.length > 2) return null;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const fill = 8 - head.length - tail.length;
+  if (fill < 0 || (halves.length === 1 && fill !== 0)) return null;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill("0"), ...tail];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    const g = groups[i]!;
+    if (!/^[0-9a-f]{1,4}$/.test(g)) return null;
+    const v = parseInt(g, 16);
+    out[i * 2] = v >> 8;
+    out[i * 2 + 1] = v & 0xff;
+  }
+  return out;
 }
 
 class BlockedAddressError extends Error {

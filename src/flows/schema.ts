@@ -301,7 +301,9 @@ export function parseFlowText(text: string, filename = "flow.json"): FlowValidat
     data = /\.ya?ml$/i.test(filename) ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
     const where = err instanceof YAMLParseError && err.linePos ? ` (line ${err.linePos[0].line})` : "";
-    return { ok: false, errors: [{ path: "(root)", message: `not valid ${/\.ya?ml$/i.test(filename) ? "YAML" : "JSON"}${where}: ${(err as Error).message.split("\n")[0]}` }] };
+    // a parser that ran out of stack says so in its message: an internal detail, answered as what it means
+    const reason = /call stack|too much recursion/i.test((err as Error).message) ? "nested too deeply" : (err as Error).message.split("\n")[0];
+    return { ok: false, errors: [{ path: "(root)", message: `not valid ${/\.ya?ml$/i.test(filename) ? "YAML" : "JSON"}${where}: ${reason}` }] };
   }
   return validateFlow(data);
 }

@@ -10,11 +10,16 @@ import type { Keyring } from "../shared/crypto";
 import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
 import type { TenantDirectory } from "../tenants/tenant-directory";
+import type { StepUp } from "../tenants/step-up";
 import { requireScope, requireSuperAdmin } from "./auth";
 import { ApiError } from "./errors";
 import { parseInput } from "./validate";
 
 const uuid = z.uuid();
+const e164 = z.string().trim().regex(/^\+[1-9]\d{6,14}$/, "an E.164 number, e.g. +14155550123");
+const wabaId = z.string().regex(/^\d{1,32}$/, "the numeric WhatsApp Business Account id");
+const appSecret = z.string().regex(/^[0-9a-f]{32}$/i, "Meta app secrets are 32 hex characters");
+const accessToken = z.string().min(10).max(4096);
 
 const tenantBody = z.strictObject({
   name: z.string().min(1).max(100).optional(),
@@ -23,8 +28,19 @@ const tenantBody = z.strictObject({
     .string()
     .regex(/^\+?[\d\s().-]{5,30}$/, "the displayed number: digits, optionally with +, spaces or dashes")
     .transform((v) => v.replace(/\D/g, "")),
-  accessToken: z.string().min(10).max(4096),
+  accessToken,
+  /** the WABA id (webhook entry.id): routes template and account updates; learnt from webhooks when left out */
+  wabaId: wabaId.optional(),
+  /** this number's Meta app secret, when its app is not the deployment's (WHATSAPP_APP_SECRET) */
+  appSecret: appSecret.optional(),
+  /** where step-up codes for this tenant's security-sensitive admin changes go */
+  adminNumber: e164.optional(),
   settings: z.unknown().optional(),
+});
+
+const tenantPatch = z.strictObject({
+  name: z.string().min(1).max(100).optional(),
+  wabaId: wabaId.nullable().optional(),
 });
 
 const keyBody = z.strictObject({
@@ -43,13 +59,24 @@ const settingsPatch = z.strictObject({
 });
 
 
-function tenantView(t: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown; createdAt: Date; updatedAt: Date }) {
+type TenantRow = {
+  id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown; createdAt: Date; updatedAt: Date;
+  wabaId: string | null; adminNumber: string | null; appSecretEnc: string | null; tokenRotatedAt: Date | null;
+  messagingLimitTier: string | null; messagingLimitCheckedAt: Date | null;
+};
+
+function tenantView(t: TenantRow) {
   const settings = readSettings(t.settings);
   return {
     id: t.id,
     name: t.name,
     phoneNumberId: t.phoneNumberId,
     displayPhoneNumber: t.displayPhoneNumber,
+    wabaId: t.wabaId,
+    adminNumber: t.adminNumber,
+    hasOwnAppSecret: t.appSecretEnc !== null,
+    tokenRotatedAt: t.tokenRotatedAt?.toISOString() ?? null,
+    messagingLimit: { tier: t.messagingLimitTier, checkedAt: t.messagingLimitCheckedAt?.toISOString() ?? null },
     settings: { otp: settings.otp, phonePolicy: settings.phonePolicy, limits: settings.limits, flows: settings.flows, pin: settings.pin, retention: settings.retention, events: { url: settings.events.url ?? null, hasSecret: Boolean(settings.events.secretEnc) } },
     createdAt: t.createdAt.toISOString(),
     updatedAt: t.updatedAt.toISOString(),
@@ -67,12 +94,90 @@ export function adminRoutes(deps: {
   tenants: TenantDirectory;
   /** for the events delivery log's replay */
   eventPublisher?: Pick<EventPublisher, "replay">;
-  /** told of each new tenant (the demo registers it with its Cloud API sandbox) */
-  onTenantCreated?: (t: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string }) => void;
+  /** holds security-sensitive changes of tenant keys until a code is confirmed (src/tenants/step-up.ts) */
+  stepUp: StepUp;
+  /** the webhook's per-tenant app secrets cache, refreshed when one changes */
+  webhookSecrets?: { invalidate(): void };
+  /** told of each new tenant and each token rotation (the demo registers them with its Cloud API sandbox) */
+  onTenantCreated?: (t: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string; wabaId?: string }) => void;
 }): Router {
-  const { prisma, keyring, apiKeys } = deps;
+  const { prisma, keyring, apiKeys, stepUp } = deps;
   const router = Router();
   router.use(express.json({ limit: "256kb" }));
+
+  // how each held action is applied, now (break-glass) or after its code is confirmed
+  stepUp.register("tenant.rotate_token", async (tenantId, payload, actor) => {
+    const token = String(payload.accessToken);
+    const t = await prisma.tenant.update({ where: { id: tenantId }, data: { accessTokenEnc: keyring.encrypt("tenant-token", token), tokenRotatedAt: new Date() } });
+    deps.tenants.invalidate();
+    deps.onTenantCreated?.({ phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, accessToken: token, wabaId: t.wabaId ?? undefined });
+    await recordAudit(prisma, { tenantId, type: "tenant.token_rotated", actor, data: {}, at: new Date() });
+    return { status: 200, body: { id: tenantId, tokenRotatedAt: t.tokenRotatedAt?.toISOString() ?? null } };
+  });
+  stepUp.register("tenant.set_app_secret", async (tenantId, payload, actor) => {
+    const secret = payload.appSecret === null ? null : String(payload.appSecret);
+    await prisma.tenant.update({ where: { id: tenantId }, data: { appSecretEnc: secret === null ? null : keyring.encrypt("tenant-token", secret) } });
+    deps.tenants.invalidate();
+    deps.webhookSecrets?.invalidate();
+    await recordAudit(prisma, { tenantId, type: "tenant.app_secret_changed", actor, data: { ownApp: secret !== null }, at: new Date() });
+    return { status: 200, body: { id: tenantId, hasOwnAppSecret: secret !== null } };
+  });
+  stepUp.register("tenant.set_admin_number", async (tenantId, payload, actor) => {
+    const number = payload.number === null ? null : String(payload.number);
+    await prisma.tenant.update({ where: { id: tenantId }, data: { adminNumber: number } });
+    await recordAudit(prisma, { tenantId, type: "tenant.admin_number_changed", actor, data: { set: number !== null }, at: new Date() });
+    return { status: 200, body: { id: tenantId, adminNumber: number } };
+  });
+  stepUp.register("api_key.create", async (tenantId, payload, actor) => {
+    const body = keyBody.parse(payload);
+    const key = await apiKeys.create(tenantId, body.scopes, body.name);
+    await recordAudit(prisma, { tenantId, type: "api_key.created", actor, data: { keyId: key.id, scopes: key.scopes }, at: new Date() });
+    const shown = { ...key, tenantId, createdAt: key.createdAt.toISOString() };
+    // the key is shown once, in this answer; the held change keeps only its id
+    return { status: 201, body: shown, stored: { id: key.id, prefix: key.prefix, scopes: key.scopes } };
+  });
+  stepUp.register("settings.phone_policy", async (tenantId, payload, actor) => {
+    const t = await prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
+    const updated = await applySettingsPatch(t, payload, actor);
+    return { status: 200, body: tenantView(updated), stored: { sections: Object.keys(payload) } };
+  });
+  stepUp.register("events.callback", async (tenantId, payload, actor) => {
+    try {
+      const result = await setCallback(prisma, keyring, tenantId, (payload.url as string | null) ?? null);
+      await recordAudit(prisma, { tenantId, type: "tenant.events_callback_changed", actor, data: { url: result.url }, at: new Date() });
+      return { status: 200, body: result as unknown as Record<string, unknown>, stored: { url: result.url } };
+    } catch (err) {
+      if (err instanceof InvalidCallbackUrlError) throw new ApiError(400, "invalid_callback_url", err.message);
+      throw err;
+    }
+  });
+  stepUp.register("events.rotate_secret", async (tenantId, _payload, actor) => {
+    const result = await rotateSecret(prisma, keyring, tenantId);
+    await recordAudit(prisma, { tenantId, type: "tenant.events_secret_rotated", actor, data: {}, at: new Date() });
+    return { status: 200, body: result as unknown as Record<string, unknown>, stored: {} };
+  });
+
+  async function applySettingsPatch(t: TenantRow, patch: Record<string, unknown>, actor: string) {
+    const current = readSettings(t.settings);
+    // each section given is merged into the current one: fields left out keep their values
+    const merged: Record<string, unknown> = { ...current };
+    for (const [section, value] of Object.entries(patch)) {
+      if (value === undefined) continue;
+      if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(400, "invalid_request", `${section} must be an object`);
+      merged[section] = { ...(current[section as keyof typeof current] as object), ...(value as object) };
+    }
+    const next = parseSettings(merged);
+    const updated = await prisma.tenant.update({ where: { id: t.id }, data: { settings: next as Prisma.InputJsonValue } });
+    deps.tenants.invalidate();
+    await recordAudit(prisma, { tenantId: t.id, type: "tenant.settings_changed", actor, data: { sections: Object.keys(patch) }, at: new Date() });
+    return updated;
+  }
+
+  /** runs a sensitive change through step-up and answers what it answered (202 when held) */
+  async function held(req: Request, res: express.Response, tenantId: string, action: Parameters<StepUp["run"]>[2], payload: Record<string, unknown>) {
+    const result = await stepUp.run(req.principal!, tenantId, action, payload);
+    res.status(result.status).json(result.body);
+  }
 
   /** the tenant a request may act on: super-admin any, a tenant key only its own */
   async function tenantFor(req: Request, id: string) {
@@ -103,11 +208,16 @@ export function adminRoutes(deps: {
           phoneNumberId: body.phoneNumberId,
           displayPhoneNumber: body.displayPhoneNumber,
           accessTokenEnc: keyring.encrypt("tenant-token", body.accessToken),
+          tokenRotatedAt: new Date(),
+          wabaId: body.wabaId,
+          appSecretEnc: body.appSecret ? keyring.encrypt("tenant-token", body.appSecret) : undefined,
+          adminNumber: body.adminNumber,
           settings: settings as Prisma.InputJsonValue,
         },
       });
       deps.tenants.invalidate();
-      deps.onTenantCreated?.({ phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, accessToken: body.accessToken });
+      if (body.appSecret) deps.webhookSecrets?.invalidate();
+      deps.onTenantCreated?.({ phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, accessToken: body.accessToken, wabaId: t.wabaId ?? undefined });
       await audit(req, t.id, "tenant.created", { phoneNumberId: t.phoneNumberId });
       res.status(201).json(tenantView(t));
     } catch (err) {
@@ -120,35 +230,49 @@ export function adminRoutes(deps: {
     res.json(tenantView(await tenantFor(req, req.params.id as string)));
   });
 
+  router.patch("/tenants/:id", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const body = parseInput(tenantPatch, req.body);
+    const updated = await prisma.tenant.update({ where: { id: t.id }, data: { name: body.name, wabaId: body.wabaId } });
+    deps.tenants.invalidate();
+    await audit(req, t.id, "tenant.updated", { fields: Object.keys(body) });
+    res.json(tenantView(updated));
+  });
+
   router.patch("/tenants/:id/settings", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
     const patch = parseInput(settingsPatch, req.body);
-    const current = readSettings(t.settings);
-    // each section given is merged into the current one: fields left out keep their values
-    const merged: Record<string, unknown> = { ...current };
-    for (const [section, value] of Object.entries(patch)) {
-      if (value === undefined) continue;
-      if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(400, "invalid_request", `${section} must be an object`);
-      merged[section] = { ...(current[section as keyof typeof current] as object), ...(value as object) };
+    // opening the country policy is a security change (SMS pumping, fraud): held for step-up like the others
+    if (patch.phonePolicy !== undefined) {
+      parseSettings({ ...readSettings(t.settings), phonePolicy: { ...readSettings(t.settings).phonePolicy, ...(patch.phonePolicy as object) } });
+      return held(req, res, t.id, "settings.phone_policy", patch);
     }
-    const next = parseSettings(merged);
-    const updated = await prisma.tenant.update({ where: { id: t.id }, data: { settings: next as Prisma.InputJsonValue } });
-    deps.tenants.invalidate();
-    await audit(req, t.id, "tenant.settings_changed", { sections: Object.keys(patch) });
-    res.json(tenantView(updated));
+    res.json(tenantView(await applySettingsPatch(t, patch, req.principal!.actor)));
+  });
+
+  router.put("/tenants/:id/access-token", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const body = parseInput(z.strictObject({ accessToken }), req.body);
+    await held(req, res, t.id, "tenant.rotate_token", body);
+  });
+
+  router.put("/tenants/:id/app-secret", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const body = parseInput(z.strictObject({ appSecret: appSecret.nullable() }), req.body);
+    await held(req, res, t.id, "tenant.set_app_secret", body);
+  });
+
+  router.put("/tenants/:id/admin-number", requireScope("admin"), async (req, res) => {
+    const t = await tenantFor(req, req.params.id as string);
+    const body = parseInput(z.strictObject({ number: e164.nullable() }), req.body);
+    // a tenant key changes it only with a code sent to the CURRENT admin number (none set: only the break-glass key)
+    await held(req, res, t.id, "tenant.set_admin_number", body);
   });
 
   router.put("/tenants/:id/events", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const { url } = parseInput(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
-    try {
-      const result = await setCallback(prisma, keyring, t.id, url);
-      await audit(req, t.id, "tenant.events_callback_changed", { url: result.url });
-      res.json(result);
-    } catch (err) {
-      if (err instanceof InvalidCallbackUrlError) throw new ApiError(400, "invalid_callback_url", err.message);
-      throw err;
-    }
+    const body = parseInput(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
+    await held(req, res, t.id, "events.callback", body);
   });
 
   router.get("/tenants/:id/events", requireScope("read"), async (req, res) => {
@@ -158,17 +282,35 @@ export function adminRoutes(deps: {
 
   router.post("/tenants/:id/events/rotate-secret", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const result = await rotateSecret(prisma, keyring, t.id);
-    await audit(req, t.id, "tenant.events_secret_rotated");
-    res.json(result);
+    await held(req, res, t.id, "events.rotate_secret", {});
   });
 
   router.post("/tenants/:id/api-keys", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
     const body = parseInput(keyBody, req.body);
-    const key = await apiKeys.create(t.id, body.scopes, body.name);
-    await audit(req, t.id, "api_key.created", { keyId: key.id, scopes: key.scopes });
-    res.status(201).json({ ...key, tenantId: t.id, createdAt: key.createdAt.toISOString() });
+    await held(req, res, t.id, "api_key.create", body);
+  });
+
+  // step-up: the held changes, confirmed with the code sent to the admin number, or canceled
+  router.get("/step-ups", requireScope("read"), async (req, res) => {
+    const p = req.principal!;
+    const q = parseInput(z.object({ tenantId: z.uuid().optional(), status: z.enum(["pending", "applying", "applied", "canceled", "expired", "failed"]).optional() }), req.query);
+    const tenantId = p.superAdmin ? (q.tenantId ?? p.tenantId) : p.tenantId;
+    res.json({ stepUps: await stepUp.list(tenantId, q.status) });
+  });
+
+  router.get("/step-ups/:id", requireScope("read"), async (req, res) => {
+    res.json(await stepUp.get(req.principal!, req.params.id as string));
+  });
+
+  router.post("/step-ups/:id/confirm", requireScope("admin"), async (req, res) => {
+    const { code } = parseInput(z.strictObject({ code: z.string().regex(/^\d{4,10}$/, "the code is 4-10 digits") }), req.body);
+    const done = await stepUp.confirm(req.principal!, req.params.id as string, code);
+    res.status(done.status).json({ stepUp: done.stepUp, result: done.body });
+  });
+
+  router.post("/step-ups/:id/cancel", requireScope("admin"), async (req, res) => {
+    res.json(await stepUp.cancel(req.principal!, req.params.id as string));
   });
 
   router.get("/tenants/:id/api-keys", requireScope("read"), async (req, res) => {

@@ -28,8 +28,14 @@ export interface AuthDeps {
  */
 const FAILURE_VIEW_MS = 1000;
 
-/** Bearer authentication for /v1 and /admin; guessing keys is throttled per client IP. */
-export function authenticate(deps: AuthDeps): RequestHandler {
+/** Checks one presented API key for a client IP: the principal, or an error (401, or 429 after too many failures). */
+export type KeyAuthenticator = (token: string, ip: string) => Promise<Principal>;
+
+/**
+ * The key check shared by bearer authentication (/v1, /admin) and the console's sign-in form: the deployment's
+ * ADMIN_API_KEY or a tenant key; guessing keys is throttled per client IP.
+ */
+export function keyAuthenticator(deps: AuthDeps): KeyAuthenticator {
   const limit = deps.failuresPerMinute ?? 30;
   const views = new Map<string, { at: number; remaining: number; msBeforeNext: number }>();
   const failuresLeft = async (ip: string) => {
@@ -42,26 +48,37 @@ export function authenticate(deps: AuthDeps): RequestHandler {
     views.set(ip, view);
     return view;
   };
+  return async (token, ip) => {
+    const failures = await failuresLeft(ip);
+    if (failures.remaining <= 0) throw new OtpError("rate_limited", Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
+    let principal: Principal | null = null;
+    if (safeEqual(token, deps.adminApiKey)) {
+      principal = { tenantId: await deps.defaultTenantId(), keyId: null, scopes: ["verify", "admin", "read"], superAdmin: true, actor: "admin-key" };
+    } else {
+      principal = await deps.apiKeys.authenticate(token);
+    }
+    if (!principal) {
+      const left = await deps.limits.consume("auth_failures", ip, limit, 60).catch(() => ({ remaining: 0, msBeforeNext: 60_000 }));
+      views.set(ip, { at: Date.now(), ...left });
+      throw new ApiError(401, "unauthorized", "The API key is not valid");
+    }
+    return principal;
+  };
+}
+
+/** Bearer authentication for /v1 and /admin; guessing keys is throttled per client IP. */
+export function authenticate(deps: AuthDeps): RequestHandler {
+  return bearerAuth(keyAuthenticator(deps));
+}
+
+/** `Authorization: Bearer <key>` checked by `check`; sets req.principal. */
+export function bearerAuth(check: KeyAuthenticator): RequestHandler {
   return async (req: Request, _res: Response, next: NextFunction) => {
     try {
       const header = req.headers.authorization ?? "";
       const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
       if (!token) throw new ApiError(401, "unauthorized", "Authorization: Bearer <api key> is required");
-      const ip = req.ip ?? "unknown";
-      const failures = await failuresLeft(ip);
-      if (failures.remaining <= 0) throw new OtpError("rate_limited", Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
-      let principal: Principal | null = null;
-      if (safeEqual(token, deps.adminApiKey)) {
-        principal = { tenantId: await deps.defaultTenantId(), keyId: null, scopes: ["verify", "admin", "read"], superAdmin: true, actor: "admin-key" };
-      } else {
-        principal = await deps.apiKeys.authenticate(token);
-      }
-      if (!principal) {
-        const left = await deps.limits.consume("auth_failures", ip, limit, 60).catch(() => ({ remaining: 0, msBeforeNext: 60_000 }));
-        views.set(ip, { at: Date.now(), ...left });
-        throw new ApiError(401, "unauthorized", "The API key is not valid");
-      }
-      req.principal = principal;
+      req.principal = await check(token, req.ip ?? "unknown");
       next();
     } catch (err) {
       next(err);

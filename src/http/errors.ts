@@ -1,3 +1,4 @@
+import { StepUpError } from "../tenants/step-up";
 import type { ErrorRequestHandler, RequestHandler, Response } from "express";
 import type { Logger } from "../observability/logger";
 import { OtpError } from "../otp/errors";
@@ -29,10 +30,13 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (res.headersSent) return;
     if (err instanceof ApiError) return sendError(res, err.status, err.code, err.message, err.details, err.headers);
+    if (err instanceof StepUpError) return sendError(res, err.status, err.code, err.message, err.details);
     if (err instanceof OtpError) {
       return sendError(res, err.status, err.code, err.message, undefined, err.retryAfterSeconds ? { "Retry-After": String(err.retryAfterSeconds) } : {});
     }
     if (isRedisDown(err)) return sendError(res, 503, "unavailable", "A backing service is unavailable; retry later", undefined, { "Retry-After": "5" });
+    // PostgreSQL refuses U+0000 in text and jsonb: a NUL in a request's text is the caller's error, not ours
+    if (isNulRefused(err)) return sendError(res, 400, "invalid_text", "Text must not contain the NUL character (\\u0000)");
     // body-parser errors carry a status and a type
     const type = typeof err?.type === "string" ? err.type : undefined;
     if (type === "entity.too.large") return sendError(res, 413, "payload_too_large", "The request body is larger than this endpoint accepts");
@@ -43,6 +47,14 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (status === 500) logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), path: req.path }, "unhandled error");
     sendError(res, status, status === 500 ? "internal_error" : "bad_request", status === 500 ? "Something went wrong on our side" : "The request could not be processed");
   };
+}
+
+/** PostgreSQL's refusal of U+0000 (text: 22021 "invalid byte sequence … 0x00"; jsonb: 22P05), as Prisma or pg report it. */
+function isNulRefused(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (e?.code === "22P05" || e?.code === "22021") return true;
+  const m = typeof e?.message === "string" ? e.message : "";
+  return /`22P05`|`22021`|unsupported Unicode escape sequence|invalid byte sequence for encoding "UTF8": 0x00/.test(m);
 }
 
 /** ioredis errors when Redis is unreachable and the connection does not queue commands. */

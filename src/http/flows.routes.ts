@@ -1,3 +1,4 @@
+import type { StepUp } from "../tenants/step-up";
 import express, { Router, type Request } from "express";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
@@ -27,9 +28,15 @@ function flowNotFound(name: string, version?: number): ApiError {
  * versions, rollback, delete. Everything acts on the caller's tenant; the deployment's ADMIN_API_KEY may name
  * another with `?tenantId=`. Publishes, rollbacks and deletions are audited (in the same transaction, by FlowStore).
  */
-export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore }): Router {
-  const { prisma, flows } = deps;
+export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; stepUp: StepUp }): Router {
+  const { prisma, flows, stepUp } = deps;
   const router = Router();
+  // deleting a flow stops a journey for every customer: held for step-up when a tenant key asks
+  stepUp.register("flow.delete", async (tenantId, payload, actor) => {
+    const name = String(payload.name);
+    if (!(await flows.delete(tenantId, name, actor))) throw flowNotFound(name);
+    return { status: 200, body: { name, deleted: true } };
+  });
 
   async function tenantOf(req: Request): Promise<string> {
     const p = req.principal!;
@@ -118,8 +125,10 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore }): R
   router.delete("/flows/:name", requireScope("admin"), async (req, res) => {
     const tenantId = await tenantOf(req);
     const name = nameOf(req);
-    if (!(await flows.delete(tenantId, name, req.principal!.actor))) throw flowNotFound(name);
-    res.json({ name, deleted: true });
+    // a flow that does not exist is 404 now, not after a code
+    if (!(await flows.list(tenantId)).some((f) => f.name === name)) throw flowNotFound(name);
+    const result = await stepUp.run(req.principal!, tenantId, "flow.delete", { name });
+    res.status(result.status).json(result.body);
   });
 
   return router;

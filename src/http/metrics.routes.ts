@@ -36,7 +36,7 @@ export function metricsRoutes(deps: MetricsRoutesDeps): Router {
 
 /**
  * A server with `/metrics` alone (and `/healthz`), for a process that runs workers only (`npm run start:worker`):
- * its job latency histogram lives in that process. Not wired to a variable yet; see docs/metrics.md.
+ * its job latency histogram lives in that process. Started by src/main/worker.ts when WORKER_METRICS_PORT is set.
  */
 export async function startMetricsServer(deps: MetricsRoutesDeps & { port: number; host?: string }): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const app = express();

@@ -2,9 +2,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Router } from "express";
 import { parse } from "yaml";
+import { projectRoot } from "../shared/project-root";
 
 /** The Verify and admin API's OpenAPI document (docs/openapi.yaml), served as YAML and JSON, no auth. */
-export function openApiRoutes(file = join(__dirname, "..", "..", "docs", "openapi.yaml")): Router {
+export function openApiRoutes(file = join(projectRoot(), "docs", "openapi.yaml")): Router {
   const router = Router();
   let cached: { yaml: string; json: unknown } | null = null;
   const load = () => {

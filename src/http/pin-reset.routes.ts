@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import express, { Router, type Request, type Response } from "express";
 import { recordAudit } from "../audit/audit";
 import type { PrismaClient } from "../db/prisma";
-import { PIN_RESET_PATH, PIN_RESET_TOKEN_RE, invalidatePinResetTokens, pinResetTokenHash } from "../journeys/pin.actions";
+import { PIN_RESET_PATH, PIN_RESET_TOKEN_RE, invalidatePinResetTokens, pinResetTokenHashes } from "../journeys/pin.actions";
 import type { Logger } from "../observability/logger";
 import type { PinService } from "../pin/pin.service";
 import type { Clock } from "../shared/clock";
@@ -133,7 +133,7 @@ export function pinResetRoutes(deps: PinResetRoutesDeps): Router {
     try {
       const now = deps.clock.now();
       const live = await deps.prisma.pinResetToken.findFirst({
-        where: { tokenHash: pinResetTokenHash(deps.keyring, token), usedAt: null, expiresAt: { gt: now } },
+        where: { tokenHash: { in: pinResetTokenHashes(deps.keyring, token) }, usedAt: null, expiresAt: { gt: now } },
         select: { id: true },
       });
       if (!live) return gone(req, res);
@@ -160,11 +160,11 @@ export function pinResetRoutes(deps: PinResetRoutesDeps): Router {
     if (!PIN_RESET_TOKEN_RE.test(token)) return gone(req, res);
     try {
       const now = deps.clock.now();
-      const tokenHash = pinResetTokenHash(deps.keyring, token);
+      const tokenHashes = pinResetTokenHashes(deps.keyring, token);
       const used = await deps.prisma.$transaction(async (tx) => {
         const rows = await tx.$queryRaw<{ tenant_id: string; contact_id: string }[]>`
           UPDATE pin_reset_tokens SET used_at = ${now}::timestamptz
-           WHERE token_hash = ${tokenHash} AND used_at IS NULL AND expires_at > ${now}::timestamptz
+           WHERE token_hash = ANY(${tokenHashes}::text[]) AND used_at IS NULL AND expires_at > ${now}::timestamptz
        RETURNING tenant_id::text, contact_id::text`;
         const row = rows[0];
         if (!row) return null;

@@ -1,5 +1,5 @@
 import express, { Router, type ErrorRequestHandler } from "express";
-import type { Ingest } from "../ingest/ingest";
+import type { Ingest, IngestOutcome } from "../ingest/ingest";
 import type { Logger } from "../observability/logger";
 import type { Metrics, WebhookOutcome } from "../observability/metrics"; // ops
 import { safeEqual } from "../shared/crypto";
@@ -27,31 +27,12 @@ export function webhookRoutes(deps: { ingest: Ingest; verifyToken: string; bodyL
 
   router.post("/webhook", express.raw({ type: () => true, limit: deps.bodyLimitBytes }), async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    const outcome = await deps.ingest(raw, req.headers["x-hub-signature-256"]);
-    switch (outcome.kind) {
-      case "accepted":
-        count("accepted"); // ops
-        res.status(200).json({ ok: true, messages: outcome.messages, statuses: outcome.statuses });
-        return;
-      case "verification_failed":
-        count("invalid_signature"); // ops
-        deps.logger.warn({ ip: req.ip }, "webhook with a missing or wrong signature rejected");
-        sendError(res, 401, "invalid_signature", "X-Hub-Signature-256 is missing or does not match the body");
-        return;
-      case "invalid_json":
-        count("invalid_json"); // ops
-        sendError(res, 400, "invalid_json", "The body is not valid JSON");
-        return;
-      case "invalid_envelope":
-        count("invalid_envelope"); // ops
-        sendError(res, 400, "invalid_envelope", `Not a WhatsApp webhook envelope: ${outcome.message}`);
-        return;
-      case "enqueue_failed":
-        count("unavailable"); // ops
-        deps.logger.error({ err: outcome.error }, "webhook could not be handed off; answering 503 so Meta redelivers");
-        sendError(res, 503, "unavailable", "The webhook could not be stored; retry later", undefined, { "Retry-After": "5" });
-        return;
-    }
+    // the request id (X-Request-Id) rides in the jobs: the workers' log lines and the replies' sends carry it
+    const outcome = await deps.ingest(raw, req.headers["x-hub-signature-256"], { requestId: res.locals.requestId });
+    const answer = webhookAnswer(outcome, deps.logger, () => req.ip);
+    count(answer.metric); // ops
+    for (const [k, v] of Object.entries(answer.headers)) res.setHeader(k, v);
+    res.status(answer.status).json(answer.body);
   });
   // ops: a body over the limit never reaches the handler; count it, then the app's error handler answers 413
   const tooLarge: ErrorRequestHandler = (err, req, _res, next) => {
@@ -61,4 +42,33 @@ export function webhookRoutes(deps: { ingest: Ingest; verifyToken: string; bodyL
   router.use("/webhook", tooLarge);
 
   return router;
+}
+
+/** What the webhook answers for one ingest outcome: the same for the Express route and the lean handler (lean-webhook.ts). */
+export interface WebhookAnswer {
+  status: number;
+  body: unknown;
+  headers: Record<string, string>;
+  metric: WebhookOutcome;
+}
+
+/** Maps an ingest outcome to its answer (status, JSON body, headers, metric), logging as the outcome needs. */
+export function webhookAnswer(outcome: IngestOutcome, logger: Logger, ip: () => string | undefined): WebhookAnswer {
+  const error = (status: number, metric: WebhookOutcome, code: string, message: string, headers: Record<string, string> = {}): WebhookAnswer => ({
+    status, metric, headers, body: { error: { code, message } },
+  });
+  switch (outcome.kind) {
+    case "accepted":
+      return { status: 200, metric: "accepted", headers: {}, body: { ok: true, messages: outcome.messages, statuses: outcome.statuses } };
+    case "verification_failed":
+      logger.warn({ ip: ip() }, "webhook with a missing or wrong signature rejected");
+      return error(401, "invalid_signature", "invalid_signature", "X-Hub-Signature-256 is missing or does not match the body");
+    case "invalid_json":
+      return error(400, "invalid_json", "invalid_json", "The body is not valid JSON");
+    case "invalid_envelope":
+      return error(400, "invalid_envelope", "invalid_envelope", `Not a WhatsApp webhook envelope: ${outcome.message}`);
+    case "enqueue_failed":
+      logger.error({ err: outcome.error }, "webhook could not be handed off; answering 503 so Meta redelivers");
+      return error(503, "unavailable", "unavailable", "The webhook could not be stored; retry later", { "Retry-After": "5" });
+  }
 }

@@ -65,6 +65,8 @@ export type Envelope = z.infer<typeof envelopeSchema>;
 export interface InboundItem {
   kind: "message";
   phoneNumberId: string;
+  /** the WhatsApp Business Account id (the entry's id), when Meta sends it */
+  wabaId?: string;
   displayPhoneNumber?: string;
   /** user_id (BSUID) when Meta sends one, else the phone-based wa_id: the contact's serialisation key */
   contactKey: string;
@@ -73,18 +75,48 @@ export interface InboundItem {
   receivedAt: number;
   /** position in arrival order: receivedAt * 1000 + index within the POST */
   order: number;
+  /** the webhook request's id (X-Request-Id), for tracing the message through the workers' logs and sends */
+  requestId?: string;
 }
 
 export interface StatusItem {
   kind: "status";
   phoneNumberId: string;
+  wabaId?: string;
   status: WebhookStatus;
   receivedAt: number;
+  /** the webhook request's id (X-Request-Id), for tracing */
+  requestId?: string;
+}
+
+/**
+ * Webhook fields about the business account rather than one message: routed by the WABA id (the entry's id) to
+ * every tenant of that account and handled by src/tenants/account-updates.ts.
+ */
+export const ACCOUNT_FIELDS = [
+  "message_template_status_update",
+  "message_template_quality_update",
+  "template_category_update",
+  "phone_number_quality_update",
+  "account_update",
+] as const;
+export type AccountField = (typeof ACCOUNT_FIELDS)[number];
+
+export interface AccountUpdateItem {
+  kind: "account";
+  wabaId: string;
+  field: AccountField;
+  /** the change's value, as Meta sent it (validated by the field's handler) */
+  value: Record<string, unknown>;
+  receivedAt: number;
+  /** the webhook request's id (X-Request-Id), for tracing */
+  requestId?: string;
 }
 
 export interface ExtractResult {
   messages: InboundItem[];
   statuses: StatusItem[];
+  account: AccountUpdateItem[];
   /** updates we keep no job for (other webhook fields, envelope-level errors), logged */
   other: { field: string; phoneNumberId?: string }[];
   /** elements that were not messages or statuses at all (no id): logged, never fatal */
@@ -93,13 +125,19 @@ export interface ExtractResult {
 
 /** Walks every entry, change, message and status of a batch, in array order. */
 export function extractUpdates(envelope: Envelope, receivedAt: number): ExtractResult {
-  const out: ExtractResult = { messages: [], statuses: [], other: [], malformed: [] };
+  const out: ExtractResult = { messages: [], statuses: [], account: [], other: [], malformed: [] };
   let index = 0;
   envelope.entry.forEach((entry, ei) => {
     entry.changes.forEach((change, ci) => {
       const value = change.value;
       const field = change.field ?? "unknown";
       const phoneNumberId = value?.metadata?.phone_number_id;
+      const wabaId = entry.id;
+      if ((ACCOUNT_FIELDS as readonly string[]).includes(field)) {
+        if (wabaId && value) out.account.push({ kind: "account", wabaId, field: field as AccountField, value, receivedAt });
+        else out.malformed.push({ path: `entry[${ei}].changes[${ci}]`, reason: `${field} without an entry id or value` });
+        return;
+      }
       if (field !== "messages" || !value || !phoneNumberId) {
         out.other.push({ field, phoneNumberId });
         return;
@@ -125,6 +163,7 @@ export function extractUpdates(envelope: Envelope, receivedAt: number): ExtractR
         out.messages.push({
           kind: "message",
           phoneNumberId,
+          wabaId,
           displayPhoneNumber: value.metadata?.display_phone_number,
           contactKey,
           contact,
@@ -139,7 +178,7 @@ export function extractUpdates(envelope: Envelope, receivedAt: number): ExtractR
           out.malformed.push({ path: `entry[${ei}].changes[${ci}].value.statuses[${si}]`, reason: parsed.error.issues[0]?.message ?? "invalid" });
           return;
         }
-        out.statuses.push({ kind: "status", phoneNumberId, status: parsed.data, receivedAt });
+        out.statuses.push({ kind: "status", phoneNumberId, wabaId, status: parsed.data, receivedAt });
       });
       if (value.errors?.length) out.other.push({ field: "messages.errors", phoneNumberId });
     });
@@ -160,4 +199,21 @@ function findContact(contacts: WebhookContact[], message: InboundMessage): Webho
     (only.user_id !== undefined && message.from_user_id !== undefined && only.user_id !== message.from_user_id) ||
     (only.wa_id === undefined && message.from !== undefined && message.from_user_id === undefined);
   return contradicts ? null : only;
+}
+
+/**
+ * JSON.parse for webhook bodies. PostgreSQL text and jsonb cannot hold U+0000, so a `\u0000` anywhere (a customer's
+ * text, a key) would fail every attempt to store the message; it is dropped here, at intake. Bodies without one
+ * (all of Meta's, in practice) are parsed as they are, at no extra cost.
+ */
+export function parseWebhookJson(text: string): unknown {
+  return text.includes("\\u0000") ? JSON.parse(text, withoutNul) : JSON.parse(text);
+}
+
+function withoutNul(_key: string, value: unknown): unknown {
+  if (typeof value === "string") return value.includes("\u0000") ? value.replace(/\u0000/g, "") : value;
+  if (value && typeof value === "object" && !Array.isArray(value) && Object.keys(value).some((k) => k.includes("\u0000"))) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k.replace(/\u0000/g, ""), v]));
+  }
+  return value;
 }

@@ -3,13 +3,15 @@ import type { Redis } from "ioredis";
 import type { Logger } from "../observability/logger";
 import type { Keyring } from "../shared/crypto";
 import { jobIds, jobOptions, type EncryptedJob } from "../queues/jobs";
-import { envelopeSchema, extractUpdates } from "./envelope";
+import { envelopeSchema, extractUpdates, parseWebhookJson } from "./envelope";
 import { verifySignature } from "./verify-signature";
+import { scopeAllows, type SecretScope, type SecretScopes, type WebhookSecrets } from "./webhook-secrets";
 import type { Mailboxes } from "./mailbox";
+import { HandOff } from "./hand-off";
 
 /** What became of one webhook POST. The HTTP layer maps each kind to a status in one place. */
 export type IngestOutcome =
-  | { kind: "accepted"; messages: number; statuses: number; ignored: number }
+  | { kind: "accepted"; messages: number; statuses: number; accountUpdates?: number; ignored: number }
   | { kind: "verification_failed" }
   | { kind: "invalid_json" }
   | { kind: "invalid_envelope"; message: string }
@@ -17,6 +19,8 @@ export type IngestOutcome =
 
 export interface IngestDeps {
   appSecret: string;
+  /** tenants whose numbers belong to another Meta app, with that app's secret (src/ingest/webhook-secrets.ts) */
+  secrets?: Pick<WebhookSecrets, "scopes">;
   keyring: Keyring;
   redis: Redis;
   mailboxes: Mailboxes;
@@ -24,6 +28,11 @@ export interface IngestDeps {
   statusQueue: Queue<EncryptedJob>;
   logger: Logger;
   now?: () => number;
+  /**
+   * Coalesce concurrent POSTs' Redis writes into one pipeline (hand-off.ts; default true). false: each POST writes
+   * its mailbox MULTI, then its addBulk calls, on its own (kept for the benchmark's before/after).
+   */
+  batch?: boolean;
 }
 
 /**
@@ -34,12 +43,27 @@ export interface IngestDeps {
  */
 export function createIngest(deps: IngestDeps) {
   const now = deps.now ?? Date.now;
-  return async function ingest(rawBody: Buffer, signature: string | string[] | undefined): Promise<IngestOutcome> {
-    if (!verifySignature(rawBody, signature, deps.appSecret)) return { kind: "verification_failed" };
+  const handOff = deps.batch === false ? null : new HandOff(deps.redis, deps.mailboxes, deps.inboundQueue, deps.statusQueue);
+  /**
+   * `opts.requestId`: the webhook request's id (X-Request-Id), put in every job's (encrypted) data so the workers
+   * log it and the replies' sends carry it to the Cloud API.
+   */
+  return async function ingest(rawBody: Buffer, signature: string | string[] | undefined, opts: { requestId?: string } = {}): Promise<IngestOutcome> {
+    let scopes: SecretScopes | null = null;
+    let scope: SecretScope | null = null;
+    if (deps.secrets) {
+      try {
+        scopes = await deps.secrets.scopes();
+      } catch (err) {
+        return { kind: "enqueue_failed", error: `the tenants' app secrets could not be read: ${err instanceof Error ? err.message : String(err)}` };
+      }
+      scope = [scopes.deployment, ...scopes.tenants].find((s) => verifySignature(rawBody, signature, s.secret)) ?? null;
+      if (!scope) return { kind: "verification_failed" };
+    } else if (!verifySignature(rawBody, signature, deps.appSecret)) return { kind: "verification_failed" };
 
     let json: unknown;
     try {
-      json = JSON.parse(rawBody.toString("utf8"));
+      json = parseWebhookJson(rawBody.toString("utf8"));
     } catch {
       return { kind: "invalid_json" };
     }
@@ -55,8 +79,21 @@ export function createIngest(deps: IngestDeps) {
 
     const receivedAt = now();
     const updates = extractUpdates(parsed.data, receivedAt);
+    if (scopes && scope && (scope.numbers !== null || scopes.ownNumbers.size > 0)) {
+      // a secret speaks only for its own numbers: updates for others' are dropped (and logged), never queued
+      const [s, all] = [scope, scopes];
+      const before = updates.messages.length + updates.statuses.length + updates.account.length;
+      updates.messages = updates.messages.filter((i) => scopeAllows(s, all, i.phoneNumberId));
+      updates.statuses = updates.statuses.filter((i) => scopeAllows(s, all, i.phoneNumberId));
+      if (s.wabaIds) updates.account = updates.account.filter((a) => s.wabaIds!.has(a.wabaId));
+      const dropped = before - updates.messages.length - updates.statuses.length - updates.account.length;
+      if (dropped > 0) deps.logger.warn({ dropped, ownSecret: s.numbers !== null }, "webhook updates for numbers this app secret does not speak for: dropped");
+    }
     for (const m of updates.malformed) deps.logger.warn(m, "webhook element without an id ignored");
     for (const o of updates.other) deps.logger.info(o, "webhook update of another field");
+    if (opts.requestId) {
+      for (const item of [...updates.messages, ...updates.statuses, ...updates.account]) item.requestId = opts.requestId;
+    }
 
     const inboundJobs = updates.messages.map((item) => {
       const jobId = jobIds.inbound(item.phoneNumberId, item.message.id);
@@ -71,24 +108,33 @@ export function createIngest(deps: IngestDeps) {
       const jobId = jobIds.status(item.phoneNumberId, item.status.id, item.status.status);
       return { name: "status", data: { enc: deps.keyring.encrypt("job-data", JSON.stringify(item)) }, opts: { ...jobOptions.statuses, jobId } };
     });
+    // account updates (template statuses, quality and tier changes) ride the status queue under their own job name
+    for (const item of updates.account) {
+      const jobId = jobIds.account(item.wabaId, item.field, JSON.stringify(item.value));
+      statusJobs.push({ name: "account", data: { enc: deps.keyring.encrypt("job-data", JSON.stringify(item)) }, opts: { ...jobOptions.statuses, jobId } });
+    }
 
     try {
-      if (inboundJobs.length > 0) {
-        // Mailbox entries first: a worker must never see a later message of a contact before an earlier one.
-        const multi = deps.redis.multi();
-        deps.mailboxes.addAll(multi, inboundJobs.map((j) => ({ key: j.mailbox, jobId: j.jobId, order: j.item.order })));
-        const results = await multi.exec();
-        const failed = results?.find(([err]) => err);
-        if (!results || failed) throw failed?.[0] ?? new Error("MULTI aborted");
+      if (handOff) {
+        await handOff.write({ mailbox: inboundJobs.map((j) => ({ key: j.mailbox, jobId: j.jobId, order: j.item.order })), inbound: inboundJobs.map((j) => j.job), statuses: statusJobs });
+      } else {
+        if (inboundJobs.length > 0) {
+          // Mailbox entries first: a worker must never see a later message of a contact before an earlier one.
+          const multi = deps.redis.multi();
+          deps.mailboxes.addAll(multi, inboundJobs.map((j) => ({ key: j.mailbox, jobId: j.jobId, order: j.item.order })));
+          const results = await multi.exec();
+          const failed = results?.find(([err]) => err);
+          if (!results || failed) throw failed?.[0] ?? new Error("MULTI aborted");
+        }
+        await Promise.all([
+          inboundJobs.length ? deps.inboundQueue.addBulk(inboundJobs.map((j) => j.job)) : null,
+          statusJobs.length ? deps.statusQueue.addBulk(statusJobs) : null,
+        ]);
       }
-      await Promise.all([
-        inboundJobs.length ? deps.inboundQueue.addBulk(inboundJobs.map((j) => j.job)) : null,
-        statusJobs.length ? deps.statusQueue.addBulk(statusJobs) : null,
-      ]);
     } catch (err) {
       return { kind: "enqueue_failed", error: err instanceof Error ? err.message : String(err) };
     }
-    return { kind: "accepted", messages: inboundJobs.length, statuses: statusJobs.length, ignored: updates.other.length + updates.malformed.length };
+    return { kind: "accepted", messages: inboundJobs.length, statuses: statusJobs.length - updates.account.length, accountUpdates: updates.account.length, ignored: updates.other.length + updates.malformed.length };
   };
 }
 

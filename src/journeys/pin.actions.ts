@@ -47,7 +47,12 @@ export const PIN_RESET_RESEND_COOLDOWN_MS = 60_000;
 
 /** The stored form of a reset token: HMAC-SHA256 under the keyring's hashing key, with its own label. */
 export function pinResetTokenHash(keyring: Keyring, token: string): string {
-  return keyring.hmac("otp-hash", "pin-reset-link", token);
+  return keyring.keyedHash("otp-hash", "pin-reset-link", token);
+}
+
+/** Every stored form a link's token hash may have (current and SECRETS_KEY_PREVIOUS keys): look up with `IN`. */
+export function pinResetTokenHashes(keyring: Keyring, token: string): string[] {
+  return keyring.hashCandidates("otp-hash", "pin-reset-link", token);
 }
 
 export function newPinResetToken(): string {

@@ -9,6 +9,7 @@ import { Mailboxes } from "../ingest/mailbox";
 import { Outbox } from "../messaging/outbox";
 import { createLogger, type Logger } from "../observability/logger";
 import { createMetrics, type Metrics } from "../observability/metrics"; // ops: metrics
+import { createWorkerHealth, type WorkerHealth } from "../observability/worker-health"; // ops: worker heartbeats, queue lag
 import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob } from "../queues/jobs";
 import { EventPublisher } from "../events/publisher";
 import { OtpDeliveryPlanner } from "../otp/delivery.planner";
@@ -31,6 +32,15 @@ import { producerConnection } from "../queues/redis";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
 import { TenantDirectory } from "../tenants/tenant-directory";
+import { AccountUpdates } from "../tenants/account-updates";
+import { CloudApiClient } from "../providers/whatsapp/cloud-api.client";
+import { MessagingLimits } from "../limits/messaging-limit";
+import { DailyCodes } from "../limits/daily-codes";
+import { registerMessagingLimitGauges } from "../observability/metrics";
+import { TemplateHealth, templateStatusHandler } from "../tenants/templates";
+import { FallbackBudget } from "../otp/fallback-budget";
+import { StepUp } from "../tenants/step-up";
+import { WebhookSecrets } from "../ingest/webhook-secrets";
 
 /**
  * The services every process needs, built once from the configuration: clients, queues (as producers),
@@ -45,6 +55,11 @@ export interface Core {
   redis: Redis;
   keyring: Keyring;
   tenants: TenantDirectory;
+  accountUpdates: AccountUpdates;
+  /** Meta's messaging-limit tier, the 24-hour use and its warning (docs/limits.md) */
+  messagingLimits: MessagingLimits;
+  /** the per-tenant daily cap on codes (limits.codesPerDay) */
+  dailyCodes: DailyCodes;
   queues: {
     inbound: Queue<EncryptedJob>;
     statuses: Queue<EncryptedJob>;
@@ -62,13 +77,19 @@ export interface Core {
   eventPublisher: EventPublisher;
   senders: CodeSenders;
   planner: OtpDeliveryPlanner;
+  /** the daily spend cap on SMS/voice codes (docs/templates.md) */
+  fallbackBudget: FallbackBudget;
   verifications: VerificationService;
+  stepUp: StepUp;
+  webhookSecrets: WebhookSecrets;
   flows: FlowStore;
   flowHandler: FlowHandler;
   pins: PinService;
   email: EmailSender | undefined;
   /** ops: this process's Prometheus registry and instruments (docs/metrics.md) */
   metrics: Metrics;
+  /** ops: live workers (heartbeats) and queue lag, read from Redis (GET /admin/workers, docs/deploy.md) */
+  workerHealth: WorkerHealth;
   close(): Promise<void>;
 }
 
@@ -89,8 +110,19 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const prisma = createPrisma(config.DATABASE_URL, Math.max(10, config.INBOUND_CONCURRENCY + config.OUTBOUND_CONCURRENCY + 4));
   const redis = producerConnection(config.REDIS_URL);
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
-  const keyring = Keyring.fromBase64(config.SECRETS_KEY);
+  const keyring = Keyring.fromBase64(config.SECRETS_KEY, config.SECRETS_KEY_PREVIOUS ?? "");
   const tenants = new TenantDirectory(prisma, keyring);
+  tenants.onWabaMismatch = (t, wabaId) => logger.warn({ tenantId: t.id, configured: t.wabaId, seen: wabaId }, "webhook names another WABA id than the tenant's");
+  // account-level webhook updates (template statuses, tier changes): handlers are registered by their owners below
+  const accountUpdates = new AccountUpdates(tenants, logger.child({ component: "account-updates" }));
+  // Meta's messaging limit (docs/limits.md): tier read from the Graph API and pushed by phone_number_quality_update
+  const graphClient = new CloudApiClient({ baseUrl: config.GRAPH_API_BASE_URL, version: config.GRAPH_API_VERSION, timeoutMs: config.OUTBOUND_TIMEOUT_MS, maxSockets: 8 });
+  const messagingLimits = new MessagingLimits({
+    prisma, redis, prefix: config.QUEUE_PREFIX, clock, logger: logger.child({ component: "messaging-limit" }), client: graphClient,
+    accessToken: (tenantId) => tenants.accessToken(tenantId),
+    dispatch: (ids) => eventPublisher.dispatch(ids),
+  });
+  accountUpdates.on("phone_number_quality_update", messagingLimits.onQualityUpdate);
   const queueOpts = { connection: redis, prefix: config.QUEUE_PREFIX };
   const queues = {
     inbound: new Queue<EncryptedJob>(QUEUES.inbound, queueOpts),
@@ -102,19 +134,29 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
   const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
-  const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
+  const webhookSecrets = new WebhookSecrets(config.WHATSAPP_APP_SECRET, async () => {
+    const rows = await prisma.tenant.findMany({ where: { appSecretEnc: { not: null } }, select: { phoneNumberId: true, wabaId: true, appSecretEnc: true } });
+    return rows.map((r) => ({ phoneNumberId: r.phoneNumberId, wabaId: r.wabaId, appSecret: keyring.decryptString("tenant-token", r.appSecretEnc!) }));
+  });
+  const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, secrets: webhookSecrets, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
   const limits = new Limits(redis, config.QUEUE_PREFIX);
   const apiKeys = new ApiKeys(prisma, keyring);
   const eventPublisher = new EventPublisher(prisma, queues.events, logger, { clock });
   const senders = createCodeSenders(config, logger);
   const otpEvents = new OtpEvents();
+  // template statuses (message_template_status_update) and the paid-channel budget: docs/templates.md
+  const templateHealth = new TemplateHealth(prisma, logger);
+  void templateHealth.reload();
+  const fallbackBudget = new FallbackBudget({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, eventDispatch: (ids) => eventPublisher.dispatch(ids) });
   const planner = new OtpDeliveryPlanner({
-    prisma, keyring, outbox, clock, logger, senders, config,
+    prisma, keyring, outbox, clock, logger, senders, config, templates: templateHealth, budget: fallbackBudget,
     otpQueue: queues.otp,
     events: otpEvents,
     eventDispatch: (ids) => eventPublisher.dispatch(ids),
   });
-  const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents });
+  const dailyCodes = new DailyCodes({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, dispatch: (ids) => eventPublisher.dispatch(ids) });
+  const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents, dailyCodes });
+  const stepUp = new StepUp({ prisma, keyring, verifications, clock, logger: logger.child({ component: "step-up" }) });
   const flows = FlowStore.shared(prisma, clock);
   const pins = new PinService({ clock, logger });
   const email = createEmailSender(config, logger);
@@ -135,16 +177,29 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   ]);
   const inboundHandler = new InboundHandler({ prisma, tenants, router, outbox, clock, logger });
   // ops: one Prometheus registry per process; queue depths and DB-derived gauges are read at scrape time
-  const metrics = createMetrics({ logger, queues, db: prisma, defaultMetrics: opts.defaultMetrics });
+  const workerHealth = createWorkerHealth({ redis, prefix: config.QUEUE_PREFIX, queues });
+  const metrics = createMetrics({ logger, queues, db: prisma, defaultMetrics: opts.defaultMetrics, workerHealth });
+  registerMessagingLimitGauges(metrics.registry, () => messagingLimits.metricsSnapshot(), logger);
+  accountUpdates.on("message_template_status_update", templateStatusHandler({
+    prisma, config, logger, health: templateHealth, registry: metrics.registry, eventDispatch: (ids) => eventPublisher.dispatch(ids), available: (c) => planner.available(c),
+  }));
 
   return {
-    config, logger, clock, prisma, redis, keyring, tenants, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, verifications, flows, flowHandler, pins, email, metrics,
+    config, logger, clock, prisma, redis, keyring, tenants, accountUpdates, queues, mailboxes, outbox, ingest, router, inboundHandler,
+    limits, apiKeys, eventPublisher, senders, planner, fallbackBudget, verifications, stepUp, webhookSecrets, flows, flowHandler, pins, email, metrics, workerHealth,
+    messagingLimits, dailyCodes,
     async close() {
       senders.close();
+      graphClient.close();
       email?.close?.();
-      await Promise.allSettled(Object.values(queues).map((q) => q.close()));
-      await Promise.allSettled([prisma.$disconnect(), redis.status === "ready" ? redis.quit() : Promise.resolve(redis.disconnect())]);
+      if (redis.status !== "ready") await disconnectFirst(redis);
+      // a shutdown never hangs: each step gets CLOSE_STEP_MS, then is named in a warning and left behind (the
+      // process exits after close(); a pool waiting for a connection that is never released would block it)
+      await bounded("queues", Promise.allSettled(Object.values(queues).map((q) => q.close())), logger);
+      await Promise.allSettled([
+        bounded("postgres", prisma.$disconnect(), logger),
+        bounded("redis", redis.status === "ready" ? redis.quit() : Promise.resolve(redis.disconnect()), logger),
+      ]);
     },
   };
 }
@@ -167,4 +222,31 @@ export async function ensureDefaultTenant(core: Core) {
   });
   for (const t of await core.prisma.tenant.findMany({ select: { id: true } })) await installBuiltins(core, t.id);
   return tenant;
+}
+
+/**
+ * A producer connection that is not up is ended before the queues close. Each queue's connection waits for the
+ * shared client to be ready and reports its failure as an 'error' event; once a queue is closed nobody listens, and
+ * that event would become an unhandled rejection (a crash exit on a SIGTERM during a Redis outage). Ending the client
+ * first lets those failures reach the queues' listeners while they are still there.
+ */
+async function disconnectFirst(redis: Redis): Promise<void> {
+  const ended = new Promise<void>((resolve) => {
+    if (redis.status === "end") return resolve();
+    redis.once("end", () => resolve());
+  });
+  redis.disconnect();
+  // a client between attempts (status "reconnecting") has no socket to end and never emits "end": nothing waits on it
+  await Promise.race([ended, new Promise((r) => setTimeout(r, 200).unref())]);
+  await new Promise((r) => setImmediate(r));
+}
+
+const CLOSE_STEP_MS = 10_000;
+
+async function bounded(step: string, work: Promise<unknown>, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), CLOSE_STEP_MS)));
+  const outcome = await Promise.race([work.then(() => "done" as const, () => "done" as const), late]);
+  clearTimeout(timer);
+  if (outcome === "late") logger.warn({ step, ms: CLOSE_STEP_MS }, "close: step not finished in time, left behind");
 }

@@ -10,7 +10,7 @@ import { startWorkers } from "./workers";
 
 /**
  * `npm run demo`: everything on one port with local defaults: migrations, API, workers and the Cloud API
- * sandbox standing in for Meta (the bot's GRAPH_API_BASE_URL points at itself). Prints the chat URL.
+ * sandbox standing in for Meta (the bot's GRAPH_API_BASE_URL points at itself). Prints the chat and console URLs.
  */
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? DEMO_DEFAULTS.PORT);
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       "",
       "  WhatsApp verification bot: demo running (Cloud API sandbox standing in for Meta)",
       `  Chat:     ${base}/sandbox`,
+      `  Console:  ${base}/console   (sign in with ADMIN_API_KEY: ${config.ADMIN_API_KEY === DEMO_DEFAULTS.ADMIN_API_KEY ? config.ADMIN_API_KEY : "the one you set"})`,
       `  Webhook:  ${base}/webhook   (signed with the demo app secret)`,
       `  Health:   ${base}/readyz`,
       "",

@@ -1,18 +1,23 @@
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Router, type RequestHandler } from "express";
 import { adminRoutes } from "../http/admin.routes";
+import { limitsRoutes } from "../http/limits.routes";
 import { createHttpApp } from "../http/app";
-import { authenticate } from "../http/auth";
+import { withLeanWebhook } from "../http/lean-webhook";
+import { bearerAuth, keyAuthenticator } from "../http/auth";
 import { flowsRoutes } from "../http/flows.routes";
 import { conversationRoutes } from "../http/conversation.routes";
 import { contactsRoutes } from "../http/contacts.routes";
 import { pinResetRoutes } from "../http/pin-reset.routes";
 import { startFlowFor } from "../conversation/start-flow";
 import { metricsRoutes } from "../http/metrics.routes"; // ops
+import { workersRoutes } from "../http/workers.routes"; // ops
 import { openApiRoutes } from "../http/openapi.routes";
 import { providerStatusRoutes } from "../http/provider-status.routes";
 import { verifyRoutes } from "../http/verify.routes";
+import { templatesRoutes } from "../http/templates.routes";
+import { consoleRoutes } from "../web/console/console.routes";
 import { installBuiltins, type Core } from "./core";
 
 export interface RunningServer {
@@ -24,7 +29,14 @@ export interface RunningServer {
 /** Starts the API (webhook, health, and whatever is mounted) on the configured port (0 = ephemeral). */
 export async function startHttp(
   core: Core,
-  opts: { port?: number; host?: string; mount?: RequestHandler[]; onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"] } = {},
+  opts: {
+    port?: number;
+    host?: string;
+    mount?: RequestHandler[];
+    onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"];
+    /** false: every webhook through the Express route (the benchmark's before/after); default: the lean handler */
+    leanWebhook?: boolean;
+  } = {},
 ): Promise<RunningServer> {
   const app = createHttpApp({
     // ops: GET /metrics (admin key) before the APIs
@@ -43,7 +55,12 @@ export async function startHttp(
       },
     },
   });
-  const server = app.listen(opts.port ?? core.config.PORT, opts.host ?? "0.0.0.0");
+  // POST /webhook is served by the lean handler ahead of Express (same ingest, same answers); the rest by Express
+  const listener = opts.leanWebhook === false
+    ? app
+    : withLeanWebhook(app, { ingest: core.ingest, bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES, logger: core.logger, metrics: core.metrics });
+  const server = createServer(listener);
+  server.listen(opts.port ?? core.config.PORT, opts.host ?? "0.0.0.0");
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
@@ -58,7 +75,17 @@ export async function startHttp(
     url,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        // Stop listening, and close keep-alive connections as soon as they are idle: one whose request is in flight
+        // becomes idle only after its answer, and server.close() would then wait for its keep-alive timeout (65 s)
+        // before the workers are even told to stop (found by test/chaos/sigterm.test.ts). A request still running
+        // after 10 s is cut: Meta redelivers what was not answered 200.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const cut = setTimeout(() => server.closeAllConnections(), 10_000);
+        server.close(() => {
+          clearInterval(idle);
+          clearTimeout(cut);
+          resolve();
+        });
         server.closeIdleConnections();
       }),
   };
@@ -67,7 +94,8 @@ export async function startHttp(
 /** The business-facing APIs: Verify (/v1), admin (/admin), the OpenAPI document, provider callbacks. */
 export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"]): RequestHandler[] {
   const { config } = core;
-  const auth = authenticate({
+  // one key check for the Bearer APIs and the console's sign-in form (same throttling of failures)
+  const keyAuth = keyAuthenticator({
     apiKeys: core.apiKeys,
     adminApiKey: config.ADMIN_API_KEY,
     limits: core.limits,
@@ -77,6 +105,7 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
       return t.id;
     },
   });
+  const auth = bearerAuth(keyAuth);
   const router = Router();
   router.use(openApiRoutes());
   // the PIN reset link of an email (no API key: the single-use token is the secret)
@@ -106,14 +135,19 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
     onTenantCreated?.(t);
     // a new tenant gets the built-in flows at once
     void core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? installBuiltins(core, row.id) : undefined)).catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed"));
+    // and its messaging-limit tier is read from Meta (docs/limits.md)
+    void core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? core.messagingLimits.refresh(row.id) : undefined)).catch((err: Error) => core.logger.warn({ err: err.message }, "messaging-limit tier not read"));
   };
-  router.use(
-    "/admin",
-    auth,
-    flowsRoutes({ prisma: core.prisma, flows: core.flows }),
+  const adminApi = Router().use(
+    flowsRoutes({ prisma: core.prisma, flows: core.flows, stepUp: core.stepUp }),
     conversations.admin,
-    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, eventPublisher: core.eventPublisher, onTenantCreated: tenantCreated }),
+    templatesRoutes({ prisma: core.prisma, config, budget: core.fallbackBudget }), // template statuses, paid-channel spend
+    limitsRoutes({ prisma: core.prisma, messagingLimits: core.messagingLimits }), // messaging limit (docs/limits.md)
+    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, eventPublisher: core.eventPublisher, stepUp: core.stepUp, webhookSecrets: core.webhookSecrets, onTenantCreated: tenantCreated }),
   );
+  router.use("/admin", auth, workersRoutes({ health: core.workerHealth }), adminApi); // ops: GET /admin/workers
+  // the business console (/console): the same admin API behind a signed-in session instead of a Bearer key
+  router.use(consoleRoutes({ prisma: core.prisma, redis: core.redis, queues: core.queues, keyPrefix: config.QUEUE_PREFIX, logger: core.logger, keyAuth, adminApi }));
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
     router.use(
       providerStatusRoutes({

@@ -1,4 +1,5 @@
 import { loadConfig } from "../config/env";
+import { startMetricsServer } from "../http/metrics.routes";
 import { buildCore, ensureDefaultTenant } from "./core";
 import { configOrExit, onShutdown } from "./lifecycle";
 import { startWorkers } from "./workers";
@@ -9,8 +10,15 @@ async function main(): Promise<void> {
   const core = buildCore(config);
   await ensureDefaultTenant(core);
   const workers = await startWorkers(core);
-  core.logger.info({ workers: workers.workers.map((w) => w.name) }, "workers started");
-  onShutdown(core.logger, [workers.close, core.close]);
+  core.logger.info({ workers: workers.workers.map((w) => w.name), workerId: workers.heartbeat.id }, "workers started");
+  // ops: /metrics (admin key) and /healthz for Prometheus and probes, when WORKER_METRICS_PORT is set
+  const metrics =
+    config.WORKER_METRICS_PORT === undefined
+      ? null
+      : await startMetricsServer({ metrics: core.metrics, adminApiKey: config.ADMIN_API_KEY, port: config.WORKER_METRICS_PORT });
+  if (metrics) core.logger.info({ url: metrics.url }, "worker metrics served");
+  // the metrics stay up while the jobs in flight finish
+  onShutdown(core.logger, [workers.close, ...(metrics ? [metrics.close] : []), core.close]);
 }
 
 void main().catch((err) => {

@@ -6,10 +6,13 @@ import { createEventsWorker, type EventBackoffSettings } from "../queues/events.
 import { createOtpWorker } from "../queues/otp.worker";
 import { workerConnection } from "../queues/redis";
 import { hourlyPurge } from "../retention/purge";
+import { startHeartbeat, type Heartbeat } from "../observability/worker-health"; // ops: worker liveness
 import type { Core } from "./core";
 
 export interface RunningWorkers {
   workers: Worker[];
+  /** ops: this process's heartbeat in Redis (GET /admin/workers), removed by close() */
+  heartbeat: Heartbeat;
   close(): Promise<void>;
 }
 
@@ -19,10 +22,12 @@ export interface RunningWorkers {
  */
 export async function startWorkers(
   core: Core,
-  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number } = {},
+  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number; heartbeat?: { everyMs?: number; ttlMs?: number }; shutdownGraceMs?: number } = {},
 ): Promise<RunningWorkers> {
   const { config, logger, prisma, keyring, tenants, clock } = core;
   const connections = Array.from({ length: 5 }, () => workerConnection(config.REDIS_URL));
+  // an outage is logged by the workers (their 'error' events); without a listener ioredis prints each retry to stderr
+  for (const c of connections) c.on("error", () => undefined);
   const onMessageStatus = (messageId: string, status: string, errorCode?: number | string | null) =>
     core.planner.onMessageStatus(messageId, status, errorCode ?? undefined);
   const inbound = createInboundWorker({
@@ -34,6 +39,7 @@ export async function startWorkers(
     keyring: core.keyring,
     handler: core.inboundHandler,
     logger,
+    lockMs: config.WORKER_LOCK_MS,
   });
   const outbound = createOutboundWorker({
     prisma, keyring, tenants, config, clock,
@@ -48,6 +54,7 @@ export async function startWorkers(
     logger: logger.child({ worker: "statuses" }),
     connection: connections[2]!,
     onMessageStatus,
+    onAccountUpdate: core.accountUpdates.handle,
   });
   const events = createEventsWorker({
     prisma, keyring, clock, config,
@@ -66,10 +73,13 @@ export async function startWorkers(
     queue: core.queues.otp,
     sweepEveryMs: opts.expireSweepEveryMs,
     businessName: config.BUSINESS_NAME,
+    lockMs: config.WORKER_LOCK_MS,
   });
   const workers: Worker[] = [inbound, outbound, statuses, events, otp];
   for (const w of workers) core.metrics.observeWorker(w); // ops: wabot_job_duration_seconds
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // ops: alive while it beats (every 5 s, kept 20 s); close() removes it first
+  const heartbeat = await startHeartbeat({ redis: core.redis, prefix: config.QUEUE_PREFIX, queues: workers.map((w) => w.name), logger: logger.child({ component: "heartbeat" }), ...opts.heartbeat });
 
   // retention (tenant settings `retention`): at most hourly per process, the first run one sweep after start;
   // wall time, like the Idempotency-Key cleanup: row timestamps are the database's
@@ -85,15 +95,32 @@ export async function startWorkers(
       .deleteMany({ where: { createdAt: { lt: new Date(Date.now() - 24 * 3600_000) } } })
       .catch((err: Error) => logger.warn({ err: err.message }, "idempotency cleanup failed"));
     purge().catch((err: Error) => logger.warn({ err: err.message }, "retention purge failed"));
+    // Meta's messaging limit: tier at most every 6 h, 24-hour use and its warning at most once a minute per tenant
+    core.messagingLimits.sweep().catch((err: Error) => logger.warn({ err: err.message }, "messaging-limit sweep failed"));
   }, opts.sweepEveryMs ?? 15_000);
   sweep.unref();
 
   return {
     workers,
+    heartbeat,
     async close() {
+      await heartbeat.stop(); // ops: no longer counted alive while the jobs in flight finish
       clearInterval(sweep);
-      await Promise.allSettled(workers.map((w) => w.close()));
-      await Promise.allSettled(connections.map((c) => c.quit()));
+      // BullMQ's close waits for the jobs in flight, and a worker connection retries for ever: during a Redis outage
+      // that wait never ends. After the grace period the connections are dropped; the jobs held run again elsewhere
+      // once their locks lapse, and handling them is idempotent (docs/reliability.md).
+      const graceMs = opts.shutdownGraceMs ?? config.SHUTDOWN_GRACE_MS;
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await Promise.race([
+        Promise.allSettled(workers.map((w) => w.close())).then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (!finished) {
+        logger.warn({ graceMs, redis: connections.map((c) => c.status) }, "jobs still held after the shutdown grace period: dropping the connections");
+        for (const w of workers) (w as unknown as { blockingConnection?: { disconnect(wait?: boolean): Promise<void> } }).blockingConnection?.disconnect(false).catch(() => undefined);
+      }
+      await Promise.allSettled(connections.map((c) => (c.status === "ready" && finished ? c.quit() : Promise.resolve(c.disconnect()))));
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { MessageStatus } from "../generated/prisma/enums";
 import { randomUUID } from "node:crypto";
 import type { Tx } from "../db/prisma";
-import { prismaLocks, type Queryable, type QueryOptions, type TransactionOptions } from "../db/sql";
+import { prismaLocks, type Queryable, type TransactionOptions } from "../db/sql";
 
 /**
  * Delivery statuses of outbound messages, applied in whatever order Meta produces them (cloud-api.md §5):
@@ -15,6 +15,7 @@ import { prismaLocks, type Queryable, type QueryOptions, type TransactionOptions
  * - Writers of one wamid are serialised by a transaction-scoped advisory lock on (tenant, wamid) and the message
  *   row by SELECT … FOR UPDATE, so two statuses of one message, or a status and the send storing the wamid,
  *   can never lose each other.
+ * - A status webhook costs one round trip: BEGIN, the lock, APPLY_STATUS (these rules in SQL) and COMMIT pipelined.
  */
 export interface StatusUpdate {
   status: string;
@@ -117,29 +118,64 @@ const LOCK_MESSAGE = {
   text: `SELECT ${LOCKED_COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text AND direction = 'outbound' FOR UPDATE`,
 };
 
-/** Locks the message and, if there is one, records the status event as applied: one round trip. */
-const LOCK_AND_RECORD = {
-  name: "status_lock_and_record",
+/**
+ * One status in ONE statement (one round trip with BEGIN, the wamid lock and COMMIT pipelined around it): locks the
+ * message, records the status event (applied; or, with no message yet and $8 = final, unapplied), applies a copy
+ * stored unapplied earlier, and writes the merged timeline when it changed. The merge is `mergeStatus` in SQL; the
+ * function stays the specification, and test/outbound/status-sql.test.ts checks the two agree on random timelines.
+ */
+const APPLY_STATUS = {
+  name: "status_apply",
   text: `WITH m AS (
-  SELECT ${LOCKED_COLUMNS} FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text AND direction = 'outbound' FOR UPDATE
+  SELECT id, status::text AS status, verification_id, sent_at, delivered_at, read_at, failed_at, error_code, error_title
+    FROM messages WHERE tenant_id = $1::uuid AND wamid = $2::text AND direction = 'outbound' FOR UPDATE
 ), ev AS (
   INSERT INTO status_events (id, tenant_id, wamid, status, timestamp, error_code, error_title, applied)
-  SELECT $3::uuid, $1::uuid, $2::text, $4::text, $5::timestamptz, $6::int, $7::text, true WHERE EXISTS (SELECT 1 FROM m)
+  SELECT $3::uuid, $1::uuid, $2::text, $4::text, $5::timestamptz, $6::int, $7::text, EXISTS (SELECT 1 FROM m)
+   WHERE EXISTS (SELECT 1 FROM m) OR $8::boolean
   ON CONFLICT DO NOTHING
+  RETURNING applied
+), stored AS (
+  UPDATE status_events SET applied = true
+   WHERE tenant_id = $1::uuid AND wamid = $2::text AND status = $4::text AND applied = false AND EXISTS (SELECT 1 FROM m)
   RETURNING id
+), merged AS (
+  SELECT m.*,
+         CASE WHEN $4::text = 'sent' THEN LEAST(m.sent_at, $5::timestamptz) ELSE m.sent_at END AS n_sent,
+         CASE WHEN $4::text = 'delivered' THEN LEAST(m.delivered_at, $5::timestamptz) ELSE m.delivered_at END AS n_delivered,
+         CASE WHEN $4::text = 'read' THEN LEAST(m.read_at, $5::timestamptz) ELSE m.read_at END AS n_read,
+         ($4::text = 'failed' AND (m.failed_at IS NULL OR $5::timestamptz >= m.failed_at)) AS takes_failure
+    FROM m
+), timeline AS (
+  SELECT merged.*,
+         CASE WHEN takes_failure THEN $5::timestamptz ELSE failed_at END AS n_failed,
+         CASE WHEN takes_failure THEN COALESCE($6::int, error_code) ELSE error_code END AS n_error_code,
+         CASE WHEN takes_failure THEN COALESCE($7::text, error_title) ELSE error_title END AS n_error_title
+    FROM merged
+), derived AS (
+  SELECT timeline.*,
+         CASE
+           WHEN $4::text NOT IN ('sent', 'delivered', 'read', 'failed') THEN status
+           WHEN n_failed IS NOT NULL AND NOT (COALESCE(n_delivered > n_failed, false) OR COALESCE(n_read > n_failed, false)) THEN 'failed'
+           WHEN status = 'read' OR n_read IS NOT NULL THEN 'read'
+           WHEN status = 'delivered' OR n_delivered IS NOT NULL THEN 'delivered'
+           WHEN status = 'sent' OR n_sent IS NOT NULL THEN 'sent'
+           ELSE status
+         END AS n_status,
+         (EXISTS (SELECT 1 FROM ev) OR EXISTS (SELECT 1 FROM stored)) AS applies
+    FROM timeline
+), written AS ( -- a data-modifying CTE runs whether or not the final SELECT reads it
+  UPDATE messages SET status = d.n_status::"MessageStatus", sent_at = d.n_sent, delivered_at = d.n_delivered, read_at = d.n_read,
+         failed_at = d.n_failed, error_code = d.n_error_code, error_title = d.n_error_title, updated_at = $9::timestamptz
+    FROM derived d
+   WHERE messages.id = d.id AND d.applies
+     AND (d.n_status IS DISTINCT FROM d.status OR d.n_sent IS DISTINCT FROM d.sent_at OR d.n_delivered IS DISTINCT FROM d.delivered_at
+          OR d.n_read IS DISTINCT FROM d.read_at OR d.n_failed IS DISTINCT FROM d.failed_at
+          OR d.n_error_code IS DISTINCT FROM d.error_code OR d.n_error_title IS DISTINCT FROM d.error_title)
 )
-SELECT m.*, EXISTS (SELECT 1 FROM ev) AS inserted FROM m`,
-};
-
-const INSERT_UNAPPLIED = {
-  name: "status_insert_unapplied",
-  text: `INSERT INTO status_events (id, tenant_id, wamid, status, timestamp, error_code, error_title, applied)
-VALUES ($3::uuid, $1::uuid, $2::text, $4::text, $5::timestamptz, $6::int, $7::text, false) ON CONFLICT DO NOTHING`,
-};
-
-const APPLY_STORED = {
-  name: "status_apply_stored",
-  text: `UPDATE status_events SET applied = true WHERE tenant_id = $1::uuid AND wamid = $2::text AND status = $3::text AND applied = false`,
+SELECT (SELECT id::text FROM derived) AS id, (SELECT applies FROM derived) AS applies, (SELECT n_status FROM derived) AS status,
+       (SELECT verification_id::text FROM derived) AS verification_id, (SELECT n_error_code FROM derived) AS error_code,
+       EXISTS (SELECT 1 FROM ev WHERE NOT applied) AS stored_unapplied`,
 };
 
 const UPDATE_TIMELINE = {
@@ -167,7 +203,7 @@ async function lockMessage(q: Queryable, tenantId: string, wamid: string): Promi
   return r ? toLocked(r) : null;
 }
 
-async function writeRow(q: Queryable, before: LockedRow, after: Timeline, opts?: QueryOptions): Promise<void> {
+async function writeRow(q: Queryable, before: LockedRow, after: Timeline): Promise<void> {
   if (
     before.status === after.status &&
     same(before.sentAt, after.sentAt) &&
@@ -181,7 +217,7 @@ async function writeRow(q: Queryable, before: LockedRow, after: Timeline, opts?:
   }
   await q.execute(UPDATE_TIMELINE, [
     before.id, after.status, after.sentAt, after.deliveredAt, after.readAt, after.failedAt, after.errorCode, after.errorTitle, new Date(),
-  ], opts);
+  ]);
 }
 
 function same(a: Date | null, b: Date | null): boolean {
@@ -202,23 +238,18 @@ export type ApplyOutcome =
  * `last` = nothing else runs in the transaction after this: its last write carries the COMMIT (one round trip less).
  */
 export async function recordStatus(q: Queryable, tenantId: string, wamid: string, update: StatusUpdate, opts: { final: boolean; last?: boolean }): Promise<ApplyOutcome> {
-  const commit = { commit: opts.last === true };
-  const event = [tenantId, wamid, randomUUID(), update.status, update.timestamp, update.errorCode ?? null, update.errorTitle?.slice(0, 500) ?? null];
-  const [r] = await q.query<LockedColumns & { inserted: boolean }>(LOCK_AND_RECORD, event);
-  if (!r) {
+  const values = [tenantId, wamid, randomUUID(), update.status, update.timestamp, update.errorCode ?? null, update.errorTitle?.slice(0, 500) ?? null, opts.final, new Date()];
+  const [r] = await q.query<{ id: string | null; applies: boolean | null; status: string | null; verification_id: string | null; error_code: number | null; stored_unapplied: boolean }>(
+    APPLY_STATUS,
+    values,
+    { commit: opts.last === true },
+  );
+  if (!r?.id) {
     if (!opts.final) return { kind: "held" };
-    const count = await q.execute(INSERT_UNAPPLIED, event, commit);
-    return count === 1 ? { kind: "stored_unapplied" } : { kind: "duplicate" };
+    return r?.stored_unapplied ? { kind: "stored_unapplied" } : { kind: "duplicate" };
   }
-  if (!r.inserted) {
-    // Seen before. Only a copy stored unapplied (its message was unknown then) still has work to do.
-    const count = await q.execute(APPLY_STORED, [tenantId, wamid, update.status]);
-    if (count === 0) return { kind: "duplicate" };
-  }
-  const row = toLocked(r);
-  const next = mergeStatus(row, update);
-  await writeRow(q, row, next, commit);
-  return { kind: "applied", messageId: row.id, status: next.status, verificationId: row.verificationId, errorCode: next.errorCode };
+  if (!r.applies) return { kind: "duplicate" };
+  return { kind: "applied", messageId: r.id, status: r.status as MessageStatus, verificationId: r.verification_id, errorCode: r.error_code };
 }
 
 const HELD_STATUSES = {

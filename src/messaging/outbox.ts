@@ -4,6 +4,7 @@ import type { PrismaClient, Tx } from "../db/prisma";
 import { Prisma } from "../db/prisma";
 import type { Queryable } from "../db/sql";
 import type { Logger } from "../observability/logger";
+import { currentRequestId } from "../observability/request-context";
 import { jobIds, jobOptions, type OutboundJob } from "../queues/jobs";
 
 /**
@@ -73,16 +74,36 @@ export class Outbox {
     return ids;
   }
 
-  /** After commit: one job per row. */
-  async dispatch(messageIds: string[]): Promise<void> {
+  /**
+   * After commit: one job per row. The jobs carry the request id (`opts.requestId`, else the current request's or
+   * job's, request-context.ts) so the send is traceable to the webhook or API call that caused it.
+   */
+  async dispatch(messageIds: string[], opts: { requestId?: string } = {}): Promise<void> {
     if (messageIds.length === 0) return;
+    const requestId = opts.requestId ?? currentRequestId();
     await this.queue.addBulk(
       messageIds.map((messageId) => ({
         name: "send",
-        data: { messageId },
+        data: requestId ? { messageId, requestId } : { messageId },
         opts: { ...jobOptions.outbound, attempts: this.maxAttempts, jobId: jobIds.outbound(messageId) },
       })),
     );
+  }
+
+  /**
+   * The still-`queued` replies of the contact of an inbound message (by its wamid), handed to the queue again. For
+   * the retry of a message whose transaction committed but whose `dispatch` failed (Redis went down between the
+   * commit and the enqueue): the retry finds the wamid claimed and does nothing else, so without this the replies
+   * would wait for the next `sweep()` (up to 45 s). Idempotent: the job id is the row id. Returns how many.
+   */
+  async redispatchQueuedAfter(tenantId: string, wamid: string, opts: { requestId?: string } = {}): Promise<number> {
+    const rows = await this.prisma.$queryRaw<{ id: string }[]>`
+      SELECT o.id::text AS id FROM messages i
+        JOIN messages o ON o.contact_id = i.contact_id AND o.direction = 'outbound' AND o.status = 'queued' AND o.seq > i.seq
+       WHERE i.tenant_id = ${tenantId}::uuid AND i.wamid = ${wamid} AND i.direction = 'inbound'
+       ORDER BY o.seq ASC LIMIT 100`;
+    if (rows.length > 0) await this.dispatch(rows.map((r) => r.id), opts);
+    return rows.length;
   }
 
   /** Re-dispatches rows still queued after `olderThanMs` (their job was never written). Returns how many. */

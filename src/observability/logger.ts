@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import { currentRequestId } from "./request-context";
 
 export type { Logger };
 
@@ -32,12 +33,36 @@ export const REDACT_PATHS = [
   "*.apiKey",
 ];
 
+/** Set on a logger (and so inherited by its children) whose bindings already carry `reqId`. */
+const BOUND_REQUEST_ID = Symbol("reqId bound");
+
+/**
+ * A child of `logger` with `reqId` bound. Its lines (and its children's) carry that id even outside the request's
+ * async context, and the mixin below does not add a second one.
+ */
+export function withRequestId(logger: Logger, requestId: string | undefined): Logger {
+  if (!requestId) return logger;
+  const child = logger.child({ reqId: requestId });
+  (child as unknown as Record<symbol, boolean>)[BOUND_REQUEST_ID] = true;
+  return child;
+}
+
+/**
+ * Every line written while a request or a job with a request id is in progress (request-context.ts) carries that
+ * id as `reqId`, whichever logger writes it: services, handlers and workers need not pass it along.
+ */
+function requestIdMixin(_obj: object, _level: number, logger: Logger): object {
+  const reqId = currentRequestId();
+  return reqId && !(logger as unknown as Record<symbol, boolean>)[BOUND_REQUEST_ID] ? { reqId } : {};
+}
+
 export function createLogger(opts: { level: string; pretty?: boolean; name?: string; destination?: pino.DestinationStream }): Logger {
   const options: pino.LoggerOptions = {
     level: opts.level,
     name: opts.name,
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     base: { pid: process.pid },
+    mixin: requestIdMixin,
   };
   if (opts.destination) return pino(options, opts.destination);
   if (opts.pretty) {

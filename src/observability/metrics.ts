@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Queue, Worker, Job } from "bullmq";
 import type { Logger } from "./logger";
+import type { WorkerHealth } from "./worker-health";
 
 /**
  * Prometheus metrics of one process (docs/metrics.md). One Registry per process, built by core.ts and passed
@@ -65,6 +66,8 @@ export interface MetricsOptions {
   windowHours?: number;
   /** labels put on every series of this process, e.g. { role: "api" } */
   defaultLabels?: Record<string, string>;
+  /** worker heartbeats and queue lag, read from Redis at scrape time (wabot_workers_alive, wabot_queue_lag_seconds) */
+  workerHealth?: Pick<WorkerHealth, "read">;
 }
 
 class TimeoutError extends Error {}
@@ -145,6 +148,47 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         for (const { queue, counts } of await readCounts()) {
           if (counts) for (const state of QUEUE_STATES) this.set({ queue, state }, counts[state] ?? 0);
         }
+      },
+    });
+  }
+
+  if (opts.workerHealth) {
+    const health = opts.workerHealth;
+    // one read per scrape, shared by the gauges and the source probe (bounded by the reader's own timeout)
+    let current: { at: number; value: Promise<Awaited<ReturnType<typeof health.read>> | null> } | null = null;
+    const readHealth = () => {
+      if (current && Date.now() - current.at < 500) return current.value;
+      const value = health.read().catch((err: unknown) => {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, "metrics: worker heartbeats unavailable");
+        return null;
+      });
+      current = { at: Date.now(), value };
+      return value;
+    };
+    const redisProbe = probes.redis;
+    probes.redis = async () => {
+      const [a, b] = await Promise.all([redisProbe ? redisProbe() : true, readHealth()]);
+      return a && b !== null;
+    };
+    new Gauge({
+      name: "wabot_workers_alive",
+      help: "Worker processes whose heartbeat (written every 5 s, kept 20 s) is in Redis, read at scrape time",
+      registers: [registry],
+      async collect() {
+        const r = await readHealth();
+        if (r) this.set(r.alive); // else the last value stays; wabot_metrics_source_up{source="redis"} is 0
+      },
+    });
+    new Gauge({
+      name: "wabot_queue_lag_seconds",
+      help: "Age of the oldest waiting job of each BullMQ queue (0 when none waits), from when it became ready to run; read from Redis at scrape time",
+      labelNames: ["queue"] as const,
+      registers: [registry],
+      async collect() {
+        const r = await readHealth();
+        if (!r) return; // the last values stay; wabot_metrics_source_up{source="redis"} is 0
+        this.reset();
+        for (const [queue, q] of Object.entries(r.queues)) this.set({ queue }, q.lagSeconds);
       },
     });
   }
@@ -293,4 +337,46 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+/**
+ * Meta's messaging limit per tenant (docs/limits.md, docs/metrics.md): `wabot_messaging_limit{tenant}` (the tier's
+ * unique users per 24 h, +Inf for TIER_UNLIMITED) and `wabot_messaging_limit_unique_users_24h{tenant}` (unique
+ * users reached outside the customer-service window in the moving last 24 h). The values are the last ones the
+ * worker sweep (or the admin API) computed, kept in Redis, so every process exports the same: use `max()`.
+ */
+export function registerMessagingLimitGauges(
+  registry: Registry,
+  source: () => Promise<Array<{ tenant: string; limit: number | null; used: number }>>,
+  logger: Logger,
+): void {
+  let current: { at: number; value: Promise<Array<{ tenant: string; limit: number | null; used: number }> | null> } | null = null;
+  const read = () => {
+    if (current && Date.now() - current.at < 500) return current.value;
+    const value = withTimeout(source(), 1_000, "messaging-limit values").catch((err: unknown) => {
+      logger.warn({ err: err instanceof Error ? err.message : String(err) }, "metrics: messaging-limit values unavailable");
+      return null;
+    });
+    current = { at: Date.now(), value };
+    return value;
+  };
+  // one gauge per figure, both read from the same (cached) rows at scrape time
+  const perTenant = (name: string, help: string, figure: (r: NonNullable<Awaited<ReturnType<typeof read>>>[number]) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["tenant"] as const,
+      registers: [registry],
+      async collect() {
+        const rows = await read();
+        if (!rows) return;
+        this.reset();
+        for (const r of rows) {
+          const v = figure(r);
+          if (v !== null) this.set({ tenant: r.tenant }, v);
+        }
+      },
+    });
+  perTenant("wabot_messaging_limit", "Meta's messaging-limit tier per tenant: unique users reachable outside the customer-service window per moving 24 h (+Inf: TIER_UNLIMITED)", (r) => r.limit);
+  perTenant("wabot_messaging_limit_unique_users_24h", "Unique users each tenant reached outside the customer-service window in the moving last 24 h (business-initiated templates)", (r) => r.used);
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { RequestHandler } from "express";
-import type { Logger } from "./logger";
+import { withRequestId, type Logger } from "./logger";
+import { runWithRequestId } from "./request-context";
 
 export const REQUEST_ID_HEADER = "X-Request-Id";
 
@@ -30,7 +31,9 @@ export function acceptRequestId(value: unknown): string | undefined {
  * The first middleware: every request gets an id, taken from `X-Request-Id` when the caller (a load balancer, the
  * business's server) sends a safe one, else a new UUID. The id is echoed in the `X-Request-Id` response header
  * and bound to a pino child logger at `res.locals.log`, so every line a handler logs for the request carries
- * `reqId`. It is not carried into queue jobs (a job's log lines carry the job id, not the request's).
+ * `reqId`. The rest of the request runs with the id as the current request id (request-context.ts): lines any
+ * logger writes meanwhile carry it, and so do the queue jobs it leads to (the webhook's inbound and status jobs,
+ * the outbound jobs of replies and codes), down to the Cloud API call's `X-Request-Id` header.
  */
 export function requestId(logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -38,7 +41,7 @@ export function requestId(logger: Logger): RequestHandler {
     req.id = id;
     res.setHeader(REQUEST_ID_HEADER, id);
     res.locals.requestId = id;
-    res.locals.log = logger.child({ reqId: id });
-    next();
+    res.locals.log = withRequestId(logger, id);
+    runWithRequestId(id, next);
   };
 }

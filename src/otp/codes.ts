@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { safeEqual, type Keyring } from "../shared/crypto";
+import type { Keyring } from "../shared/crypto";
 
 /** Uniform random digits from the CSPRNG: randomInt rejects out-of-range draws, so there is no modulo bias. */
 export function generateCode(length: number): string {
@@ -7,13 +7,23 @@ export function generateCode(length: number): string {
   return randomInt(0, 10 ** length).toString().padStart(length, "0");
 }
 
-/** HMAC of the code bound to the verification id: a stolen row says nothing without SECRETS_KEY. */
+/**
+ * HMAC of the code bound to the verification id, tagged with the key id (`h1.<keyId>.<hex>`): a stolen row says
+ * nothing without SECRETS_KEY.
+ */
 export function hashCode(keyring: Keyring, verificationId: string, code: string): string {
-  return keyring.hmac("otp-hash", verificationId, code);
+  return keyring.keyedHash("otp-hash", verificationId, code);
 }
 
-export function codeMatches(keyring: Keyring, verificationId: string, guess: string, storedHash: string): boolean {
-  return safeEqual(hashCode(keyring, verificationId, guess), storedHash);
+/** The id and hash compared when no verification was found: the check does the same hashing either way. */
+export const NO_VERIFICATION = { id: "00000000-0000-0000-0000-000000000000", codeHash: null } as const;
+
+/**
+ * True when `guess` is the code of `storedHash` (made with the current key or one of SECRETS_KEY_PREVIOUS). The
+ * same work whatever `storedHash` is, including null (no verification found): one HMAC per key.
+ */
+export function codeMatches(keyring: Keyring, verificationId: string, guess: string, storedHash: string | null): boolean {
+  return keyring.verifyHash("otp-hash", storedHash, verificationId, guess).ok;
 }
 
 /** What a person may type for a code: digits, possibly spaced or dashed ("123 456", "123-456"). */

@@ -12,7 +12,11 @@ import { VerificationEndedError } from "../queues/outbound.worker";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
+import { isUnsendable, type TemplateHealth } from "../tenants/templates";
+import { auditStatement } from "../audit/audit";
+import { EventPublisher } from "../events/publisher";
 import { emptyPostCommit, type DeliveryPlanner, type PlanInput, type PostCommit } from "./delivery";
+import type { FallbackBudget } from "./fallback-budget";
 import type { OtpEventInput, OtpEvents } from "./otp-events";
 import { NOT_ME_BUTTON_ID, otpTexts } from "./texts";
 
@@ -39,6 +43,10 @@ export interface OtpDeliveryPlannerDeps {
   config: Pick<Config, "WHATSAPP_OTP_TEMPLATE" | "WHATSAPP_OTP_TEMPLATE_LANGUAGE" | "BUSINESS_NAME">;
   clock: Clock;
   logger: Logger;
+  /** unsendable WhatsApp templates (src/tenants/templates.ts): a code whose template is paused skips WhatsApp */
+  templates?: Pick<TemplateHealth, "blockedStatus">;
+  /** the daily spend cap on SMS/voice (src/otp/fallback-budget.ts); none: no cap */
+  budget?: Pick<FallbackBudget, "reserve">;
 }
 
 /** OtpEventInput plus the fields some event types carry (fallback: fromChannel; sent/delivered: provider). */
@@ -78,8 +86,26 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
         ? await tx.otpDelivery.findFirst({ where: { verificationId: v.id }, orderBy: { createdAt: "desc" }, select: { channel: true } })
         : null;
 
+    // the channel really used: WhatsApp is skipped while its template is unsendable, a paid channel over the budget
+    const choice = await this.chooseChannel(tx, { id: v.id, tenantId: v.tenantId, locale }, settings, input.channel);
+    if (!choice) {
+      // every channel left was refused by the daily budget: the business is told the code cannot be delivered
+      await this.record(tx, post, {
+        tenantId: v.tenantId, type: "failed", actor: "system", now: input.now, verificationId: v.id, to: v.to, purpose: v.purpose,
+        channel: input.channel, reason: "fallback_budget_reached",
+      });
+      this.deps.logger.warn({ verificationId: v.id, channel: input.channel }, "no code channel within the daily fallback budget: code not sent");
+      return;
+    }
+    const channel = choice.channel;
+    if (choice.skipped && input.reason !== "fallback" && channel !== v.channel) {
+      // the first channel tried is the verification's channel
+      await tx.verification.update({ where: { id: v.id }, data: { channel } });
+    }
+    const rowReason = choice.skipped?.reason ?? input.reason;
+
     let deliveryId: string;
-    if (input.channel === "whatsapp") {
+    if (channel === "whatsapp") {
       const contact = await this.contactFor(tx, v.tenantId, v.to);
       if (v.contactId !== contact.id) await tx.verification.update({ where: { id: v.id }, data: { contactId: contact.id } });
       const codeContent = codeTemplate(chooseTemplate(settings, locale, this.deps.config));
@@ -98,33 +124,96 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
         post.messages.push(...(await Outbox.create(tx, { tenantId: v.tenantId, contactId: contact.id, contents: [warning], now: input.now })));
       }
       const d = await tx.otpDelivery.create({
-        data: { verificationId: v.id, channel: "whatsapp", provider: "whatsapp", status: "queued", messageId: codeMessageId, reason: input.reason },
+        data: { verificationId: v.id, channel: "whatsapp", provider: "whatsapp", status: "queued", messageId: codeMessageId, reason: rowReason },
         select: { id: true },
       });
       deliveryId = d.id;
     } else {
-      const sender = this.deps.senders[input.channel];
-      if (!sender) throw new Error(`no ${input.channel} provider is configured`);
+      const sender = this.deps.senders[channel];
+      if (!sender) throw new Error(`no ${channel} provider is configured`);
       const d = await tx.otpDelivery.create({
-        data: { verificationId: v.id, channel: input.channel, provider: sender.provider, status: "queued", reason: input.reason },
+        data: { id: choice.deliveryId, verificationId: v.id, channel, provider: sender.provider, status: "queued", reason: rowReason },
         select: { id: true },
       });
       deliveryId = d.id;
       post.deliveries.push(deliveryId);
     }
     // a no-delivery timeout only where delivery is reported (WhatsApp statuses; SMS/voice with status callbacks)
-    if (input.channel === "whatsapp" || this.deps.senders[input.channel]?.reportsDelivery) {
+    if (channel === "whatsapp" || this.deps.senders[channel]?.reportsDelivery) {
       post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
     }
 
     if (input.reason === "fallback") {
       await this.record(tx, post, {
         tenantId: v.tenantId, type: "fallback", actor: "system", now: input.now, verificationId: v.id, to: v.to, purpose: v.purpose,
-        channel: input.channel, ...(previous ? { fromChannel: previous.channel as Channel } : {}),
+        channel, ...(previous ? { fromChannel: previous.channel as Channel } : {}),
         ...(cause?.errorCode !== undefined && cause.errorCode !== null ? { errorCode: cause.errorCode } : {}),
-        ...(cause?.reason ? { reason: cause.reason } : {}),
+        ...(cause?.reason ? { reason: cause.reason } : choice.skipped ? { reason: choice.skipped.reason } : {}),
+      });
+    } else if (choice.skipped) {
+      await this.record(tx, post, {
+        tenantId: v.tenantId, type: "fallback", actor: "system", now: input.now, verificationId: v.id, to: v.to, purpose: v.purpose,
+        channel, fromChannel: choice.skipped.from, reason: choice.skipped.reason,
       });
     }
+  }
+
+  /**
+   * The channel a code really goes out on, from `wanted` along the tenant's order: WhatsApp is passed over while
+   * the locale's code template is unsendable (PAUSED, DISABLED, REJECTED, …: Meta would answer 132015/132016), a
+   * paid channel when its cost does not fit today's budget (reserved here, under the delivery id returned). With
+   * nothing else left, a passed-over WhatsApp is kept (it costs nothing, the pause may be over, and a refusal is
+   * reported like any failure); with no channel at all, null. `skipped`: the first channel passed over, and why.
+   */
+  private async chooseChannel(
+    tx: Tx,
+    v: { id: string; tenantId: string; locale: string },
+    settings: TenantSettings,
+    wanted: Channel,
+  ): Promise<{ channel: Channel; deliveryId: string; skipped: { from: Channel; reason: string } | null } | null> {
+    const deliveryId = randomUUID();
+    let skipped: { from: Channel; reason: string } | null = null;
+    let whatsappLastResort = false;
+    const tried = new Set<Channel>();
+    for (let c: Channel | null = wanted; c; c = nextChannel(settings.otp.channels, c, (x) => this.available(x) && !tried.has(x))) {
+      tried.add(c);
+      if (c === "whatsapp") {
+        const blocked = await this.templateBlocked(tx, v.tenantId, chooseTemplate(settings, v.locale, this.deps.config));
+        if (!blocked) return { channel: c, deliveryId, skipped };
+        skipped ??= { from: c, reason: `template_${blocked.toLowerCase()}` };
+        whatsappLastResort = true;
+        continue;
+      }
+      if (!this.deps.budget) return { channel: c, deliveryId, skipped };
+      const r = await this.deps.budget.reserve({ tenantId: v.tenantId, settings, channel: c, ref: deliveryId, verificationId: v.id });
+      if (r.ok) return { channel: c, deliveryId, skipped };
+      skipped ??= { from: c, reason: "fallback_budget_reached" };
+    }
+    if (whatsappLastResort) {
+      this.deps.logger.warn({ verificationId: v.id, tenantId: v.tenantId }, "code template unsendable and no other code channel available: trying WhatsApp anyway");
+      return { channel: "whatsapp", deliveryId, skipped: null };
+    }
+    return null;
+  }
+
+  /** The unsendable status of the template (read in the transaction: exact), or null. */
+  private async templateBlocked(tx: Tx, tenantId: string, t: { name: string; language: string }): Promise<string | null> {
+    if (!this.deps.templates) return null;
+    const row = await tx.templateStatus.findUnique({ where: { tenantId_name_language: { tenantId, name: t.name, language: t.language } }, select: { status: true } });
+    return row && isUnsendable(row.status) ? row.status : null;
+  }
+
+  /**
+   * SMS/voice, in the send worker just before the provider call: reserves the code's cost (a no-op when `plan`
+   * already did, same delivery id). Over the budget: the delivery fails (error "fallback_budget") and falls back.
+   * Returns whether the code may be sent.
+   */
+  async admitPaid(d: { id: string; channel: Channel; verificationId: string; tenantId: string; settings: unknown }): Promise<boolean> {
+    if (!this.deps.budget || d.channel === "whatsapp") return true;
+    const r = await this.deps.budget.reserve({ tenantId: d.tenantId, settings: readSettings(d.settings), channel: d.channel, ref: d.id, verificationId: d.verificationId });
+    if (r.ok) return true;
+    await this.fallBack(d.id, "failed", "fallback_budget");
+    return false;
   }
 
   /**
@@ -157,6 +246,15 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     const locale = v.locale ?? settings.otp.defaultLocale;
     const out: BatchStatement[] = [];
     const deliveryId = randomUUID();
+    // WhatsApp is passed over while the locale's code template is unsendable (this process's view of the statuses:
+    // a stale one costs a send that Meta refuses with 132015/132016, which then falls back like any failure)
+    const skip = this.skipWhatsapp(v.tenantId, settings, locale, input.channel);
+    if (skip) {
+      input = { ...input, channel: skip.channel };
+      out.push({ statement: `UPDATE verifications SET channel = $2::text, updated_at = now() WHERE id = $1::uuid`, values: [v.id, skip.channel] });
+      out.push(...this.skipStatements(post, v, settings, skip, input.now));
+    }
+    const rowReason = skip?.reason ?? input.reason;
     if (input.channel === "whatsapp") {
       if (!contact) throw new Error("a WhatsApp code needs the contact");
       const codeContent = codeTemplate(chooseTemplate(settings, locale, this.deps.config));
@@ -182,15 +280,52 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
         out.push({ statement: INSERT_OUTBOUND, values: [id, v.tenantId, contact.id, c.content.type, JSON.stringify(c.content), input.now, c.verificationId, new Date()] });
         post.messages.push(id);
       }
-      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, "whatsapp", "whatsapp", codeMessageId, input.reason] });
+      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, "whatsapp", "whatsapp", codeMessageId, rowReason] });
     } else {
       const sender = this.deps.senders[input.channel];
       if (!sender) throw new Error(`no ${input.channel} provider is configured`);
-      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, input.channel, sender.provider, null, input.reason] });
+      out.push({ statement: INSERT_DELIVERY, values: [deliveryId, v.id, input.channel, sender.provider, null, rowReason] });
       post.deliveries.push(deliveryId);
     }
     if (input.channel === "whatsapp" || this.deps.senders[input.channel]?.reportsDelivery) {
       post.timeouts.push({ deliveryId, delayMs: settings.otp.deliveryTimeoutSeconds * 1000 });
+    }
+    return out;
+  }
+
+  /** `chooseChannel`'s template rule for the synchronous SQL path: the channel to use instead of WhatsApp, or null. */
+  private skipWhatsapp(tenantId: string, settings: TenantSettings, locale: string, wanted: Channel): { channel: Channel; reason: string } | null {
+    if (wanted !== "whatsapp" || !this.deps.templates) return null;
+    const t = chooseTemplate(settings, locale, this.deps.config);
+    const blocked = this.deps.templates.blockedStatus(tenantId, t.name, t.language);
+    if (!blocked) return null;
+    const alt = nextChannel(settings.otp.channels, "whatsapp", (c) => this.available(c));
+    if (!alt) {
+      this.deps.logger.warn({ tenantId, template: t.name, language: t.language, status: blocked }, "code template unsendable and no other code channel available: trying WhatsApp anyway");
+      return null;
+    }
+    return { channel: alt, reason: `template_${blocked.toLowerCase()}` };
+  }
+
+  /**
+   * The audit row and the `verification.fallback` event of a skipped WhatsApp, as statements. The SQL path's caller
+   * gives no number or purpose here: the event row takes them from the verification row written earlier in the
+   * same batch (the payload is validated with stand-ins first, like every event).
+   */
+  private skipStatements(post: PostCommit, v: { id: string; tenantId: string }, settings: TenantSettings, skip: { channel: Channel; reason: string }, now: Date): BatchStatement[] {
+    const data = { verificationId: v.id, channel: skip.channel, fromChannel: "whatsapp" as const, reason: skip.reason };
+    const out: BatchStatement[] = [auditStatement({ tenantId: v.tenantId, type: "verification.fallback", actor: "system", verificationId: v.id, data, at: now })];
+    const st = EventPublisher.publishStatement(settings.events.url, {
+      tenantId: v.tenantId, type: "verification.fallback", now, data: { ...data, to: "+10000000000", purpose: "stand-in", status: "pending" },
+    });
+    if (st) {
+      out.push({
+        statement: `INSERT INTO event_deliveries (id, tenant_id, type, payload, url, status, created_at, updated_at)
+SELECT $1::uuid, $2::uuid, $3::text, jsonb_set(jsonb_set($4::jsonb, '{data,to}', to_jsonb(v."to")), '{data,purpose}', to_jsonb(v.purpose)), $5::text, 'pending', $6::timestamptz, now()
+  FROM verifications v WHERE v.id = $7::uuid`,
+        values: [...st.values, v.id],
+      });
+      post.events.push(st.id);
     }
     return out;
   }

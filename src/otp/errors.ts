@@ -13,6 +13,7 @@ export const OTP_ERRORS = {
   rate_limited: { status: 429, message: "Too many requests: try again later" },
   resend_cooldown: { status: 429, message: "A code was sent moments ago: wait before asking for another" },
   send_limit_reached: { status: 429, message: "Too many codes were sent to this number: wait before asking for another" },
+  daily_limit_reached: { status: 429, message: "This business's codes for today (UTC) are used up: new codes are accepted again after midnight UTC" },
 } as const;
 
 export type OtpErrorCode = keyof typeof OTP_ERRORS;

@@ -1,3 +1,4 @@
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
 import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
 import { textOf } from "../conversation/router";
 import type { InboundMessage } from "../ingest/envelope";
@@ -91,7 +92,11 @@ export function otpChatHandler(deps: { verifications: VerificationService; deliv
       const code = extractCode(typed);
       if (!code) return null;
 
-      const pending = await ctx.tx.verification.findFirst({ where: { tenantId: ctx.tenant.id, to: phone, status: "pending" }, orderBy: { createdAt: "desc" } });
+      // a step-up code confirms an admin change through the admin API only: typed here it approves nothing
+      const pending = await ctx.tx.verification.findFirst({
+        where: { tenantId: ctx.tenant.id, to: phone, status: "pending", NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } },
+        orderBy: { createdAt: "desc" },
+      });
       if (!pending) {
         const recent = await ctx.tx.verification.findFirst({
           where: { tenantId: ctx.tenant.id, to: phone, status: "expired", endedAt: { gte: new Date(ctx.now.getTime() - RECENTLY_EXPIRED_MS) } },

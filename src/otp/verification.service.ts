@@ -5,13 +5,14 @@ import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import { batch, sqlFor, type BatchStatement, type Queryable } from "../db/sql";
 import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
-import { codeMatches, generateCode, hashCode } from "./codes";
+import { codeMatches, generateCode, hashCode, NO_VERIFICATION } from "./codes";
 import { OtpError } from "./errors";
 import type { Limits } from "./limits";
 import { localeFor } from "./locale";
 import { checkNumberPolicy, normalizeNumber } from "./phone";
 import { emptyPostCommit, type DeliveryPlanner, type PostCommit } from "./delivery";
 import type { OtpEvents } from "./otp-events";
+import type { DailyCodes, DailyToken } from "../limits/daily-codes";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -60,6 +61,8 @@ export interface VerificationServiceDeps {
   logger: Logger;
   delivery: DeliveryPlanner;
   events: OtpEvents;
+  /** the per-tenant daily cap on codes (limits.codesPerDay); absent: not enforced */
+  dailyCodes?: DailyCodes;
 }
 
 /**
@@ -87,6 +90,12 @@ export class VerificationService {
     const row = await tx.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { name: true, settings: true } });
     return { name: row.name, settings: readSettings(row.settings) };
   };
+
+  /** A create that failed after its code was counted gives the place back, then fails with the same error. */
+  private async refundDaily(token: DailyToken | null | undefined, err: unknown): Promise<never> {
+    await this.deps.dailyCodes?.refund(token);
+    throw err;
+  }
 
   /** The planner's SQL side, when it has one: then create and check run on plain SQL (src/db/sql.ts). */
   private get sqlPlanner(): Required<Pick<DeliveryPlanner, "contactStatement" | "contactAfterRace" | "planStatements">> | null {
@@ -121,6 +130,8 @@ export class VerificationService {
       if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);
       await limits.consume("prefix", `${who.tenantId}:${number.prefix}`, l.prefixPer10Minutes, 600);
     }
+    // every code sent (new or re-sent) counts against the tenant's daily cap; given back if the send fails below
+    const daily = test ? null : await this.deps.dailyCodes?.consume(who.tenantId, settings.limits.codesPerDay);
 
     const attempt = () =>
       this.run(ext, async (tx, post) => {
@@ -161,8 +172,8 @@ export class VerificationService {
       return await attempt();
     } catch (err) {
       // two creates for one number raced past the lock; the loser retries and sees the winner's live code
-      if (isUniqueViolation(err) && !ext) return attempt();
-      throw err;
+      if (isUniqueViolation(err) && !ext) return attempt().catch((e: unknown) => this.refundDaily(daily, e));
+      return this.refundDaily(daily, err);
     }
   }
 
@@ -199,6 +210,8 @@ export class VerificationService {
       if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);
       await limits.consume("prefix", `${who.tenantId}:${number.prefix}`, l.prefixPer10Minutes, 600);
     }
+    // the daily cap: one Redis round trip (a Lua script), given back if the send fails below
+    const daily = test ? null : await this.deps.dailyCodes?.consume(who.tenantId, settings.limits.codesPerDay);
     const eventsUrl = settings.events.url;
 
     const attempt = async () => {
@@ -233,7 +246,11 @@ export class VerificationService {
         writes.push(...planner.planStatements(post, { verificationId: id, channel, reason: "requested", now }, { id, tenantId: who.tenantId, locale }, settings, contact));
         writes.push({ statement: SELECT_DELIVERIES, values: [id] });
         const results = await batch(q, writes, { commit: true });
-        return toRow(results[inserted]![0]!, results[results.length - 1]!);
+        const created = toRow(results[inserted]![0]!, results[results.length - 1]!);
+        // the planner may start on another channel than asked (a paused code template): the row as inserted
+        // predates that, the newest delivery tells the channel really used
+        const newest = created.deliveries[created.deliveries.length - 1];
+        return newest ? { ...created, channel: newest.channel as Channel } : created;
       });
       await this.deps.delivery.afterCommit(post);
       return row;
@@ -242,8 +259,8 @@ export class VerificationService {
       return await attempt();
     } catch (err) {
       // two creates for one number raced past the lock; the loser retries and sees the winner's live code
-      if (isUniqueViolation(err)) return attempt();
-      throw err;
+      if (isUniqueViolation(err)) return attempt().catch((e: unknown) => this.refundDaily(daily, e));
+      return this.refundDaily(daily, err);
     }
   }
 
@@ -309,10 +326,11 @@ export class VerificationService {
 
     let v: SqlVerification | null = pre.id ? (pre as SqlVerification) : null;
     if (v && input.id && input.purpose && v.purpose !== input.purpose) v = null;
+    // hashed before the verdict, found or not: an unknown number costs the same hashing as a wrong code
+    const valid = codeMatches(keyring, v?.id ?? NO_VERIFICATION.id, input.code, v?.codeHash ?? NO_VERIFICATION.codeHash) && v !== null;
     await this.guardFound(who, settings, v, input, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
 
-    const valid = codeMatches(keyring, v.id, input.code, v.codeHash);
     const found = v;
     const eventsUrl = settings.events.url;
     const post = emptyPostCommit();
@@ -371,10 +389,10 @@ export class VerificationService {
       const number = normalizeNumber(input.to ?? "");
       v = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose: input.purpose ?? DEFAULT_PURPOSE, status: "pending" } });
     }
+    const valid = codeMatches(keyring, v?.id ?? NO_VERIFICATION.id, input.code, v?.codeHash ?? NO_VERIFICATION.codeHash) && v !== null;
     await this.guardFound(who, settings, v, input, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
 
-    const valid = codeMatches(keyring, v.id, input.code, v.codeHash);
     const row = await this.run(ext, async (tx, post) => {
       const updated = await tx.$queryRaw<{ status: string; attempts: number }[]>`
         UPDATE verifications

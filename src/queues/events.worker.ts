@@ -11,6 +11,7 @@ import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import { readSettings } from "../tenants/settings";
 import { QUEUES, type EventJob } from "./jobs";
+import { workerLockOptions } from "./locks";
 
 /**
  * The event delivery worker: one job per EventDelivery row (`{deliveryId}`), at-least-once.
@@ -25,7 +26,7 @@ import { QUEUES, type EventJob } from "./jobs";
  *   retried too (the business may be deploying); every try counts. After the last attempt the row is `failed`.
  * Rows are kept (delivered and failed): they are the delivery log. The secret is never logged or stored in clear.
  */
-export type EventsWorkerConfig = Pick<Config, "QUEUE_PREFIX">;
+export type EventsWorkerConfig = Pick<Config, "QUEUE_PREFIX"> & Partial<Pick<Config, "WORKER_LOCK_MS">>;
 
 export interface EventBackoffSettings {
   /** delay before the 2nd attempt */
@@ -200,7 +201,7 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
     connection,
     prefix: config.QUEUE_PREFIX,
     concurrency: deps.concurrency ?? 16,
-    lockDuration: Math.max(30_000, timeoutMs * 2 + 5_000),
+    ...workerLockOptions(config.WORKER_LOCK_MS, timeoutMs * 2 + 5_000),
     settings: { backoffStrategy: eventBackoff(deps.backoff) },
   });
   worker.on("error", (err) => log.error({ err: err.message }, "events worker error"));

@@ -3,9 +3,11 @@ import type { Redis } from "ioredis";
 import type { InboundHandler } from "../conversation/inbound-handler";
 import type { InboundItem } from "../ingest/envelope";
 import type { Mailboxes } from "../ingest/mailbox";
-import type { Logger } from "../observability/logger";
+import { withRequestId, type Logger } from "../observability/logger";
+import { runWithRequestId } from "../observability/request-context";
 import type { Keyring } from "../shared/crypto";
 import { QUEUES, type EncryptedJob } from "./jobs";
+import { workerLockOptions } from "./locks";
 
 /** How long a mailbox entry may wait for its job to become visible before it is taken for an orphan. */
 const ORPHAN_AFTER_MS = 60_000;
@@ -20,6 +22,8 @@ export interface InboundWorkerDeps {
   keyring: Keyring;
   handler: InboundHandler;
   logger: Logger;
+  /** WORKER_LOCK_MS: a crashed worker's jobs run again within about twice this (default: BullMQ's 30 s) */
+  lockMs?: number;
 }
 
 /**
@@ -35,6 +39,8 @@ export function createInboundWorker(deps: InboundWorkerDeps): Worker<EncryptedJo
 
   async function process(job: Job<EncryptedJob>, token?: string): Promise<string> {
     const item = decrypt(job);
+    // this job failed or was taken from a crashed worker before: a message it handled may lack its replies' jobs
+    const retry = job.attemptsMade > 0 || (job.stalledCounter ?? 0) > 0;
     const mailbox = deps.mailboxes.key(item.phoneNumberId, item.contactKey);
     const earlier = await deps.mailboxes.upTo(mailbox, item.order);
     for (const entry of earlier) {
@@ -55,21 +61,42 @@ export function createInboundWorker(deps: InboundWorkerDeps): Worker<EncryptedJo
         await deps.mailboxes.remove(mailbox, entry.jobId);
         continue;
       }
-      await deps.handler.handle(decrypt(other));
+      await handle(decrypt(other), other.id, retry);
       await deps.mailboxes.remove(mailbox, entry.jobId);
     }
-    const outcome = await deps.handler.handle(item);
+    const outcome = await handle(item, job.id, retry);
     await deps.mailboxes.remove(mailbox, job.id!);
     return outcome.kind;
+  }
+
+  /**
+   * One message, under its webhook's request id: the lines logged while it is handled (by any logger) and the
+   * outbound jobs of its replies carry it.
+   */
+  function handle(item: InboundItem, jobId: string | undefined, retry: boolean) {
+    return runWithRequestId(item.requestId, async () => {
+      const outcome = await deps.handler.handle(item, { retry });
+      if (deps.logger.isLevelEnabled("debug")) {
+        withRequestId(deps.logger, item.requestId).debug({ jobId, wamid: item.message.id, outcome: outcome.kind }, "inbound message processed");
+      }
+      return outcome;
+    });
   }
 
   const worker = new Worker<EncryptedJob>(QUEUES.inbound, process, {
     connection: deps.connection,
     prefix: deps.prefix,
     concurrency: deps.concurrency,
+    ...workerLockOptions(deps.lockMs),
   });
   worker.on("failed", (job, err) => {
-    deps.logger.error({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, "inbound job failed");
+    let requestId: string | undefined;
+    try {
+      requestId = job ? decrypt(job).requestId : undefined;
+    } catch {
+      // undecryptable: logged without it
+    }
+    withRequestId(deps.logger, requestId).error({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, "inbound job failed");
   });
   worker.on("error", (err) => deps.logger.error({ err: err.message }, "inbound worker error"));
   return worker;

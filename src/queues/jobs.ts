@@ -10,7 +10,7 @@ export const QUEUES = {
   inbound: "inbound",
   /** one job per (wamid, status); data is an encrypted StatusItem */
   statuses: "statuses",
-  /** one job per outbound message row; data is { messageId } */
+  /** one job per outbound message row; data is { messageId, requestId? } */
   outbound: "outbound",
   /** one job per event delivery row (a signed POST to the business's callback URL); data is { deliveryId } */
   events: "events",
@@ -26,6 +26,8 @@ export interface EncryptedJob {
 
 export interface OutboundJob {
   messageId: string;
+  /** the id of the request (webhook or API call) that led to this message, for tracing; sent as X-Request-Id */
+  requestId?: string;
 }
 
 export interface EventJob {
@@ -45,6 +47,8 @@ function digest(...parts: string[]): string {
 export const jobIds = {
   inbound: (phoneNumberId: string, wamid: string) => `m-${digest(phoneNumberId, wamid)}`,
   status: (phoneNumberId: string, wamid: string, status: string) => `s-${digest(phoneNumberId, wamid, status)}`,
+  /** an account-level webhook update (template status, quality/tier change): same content, same job */
+  account: (wabaId: string, field: string, value: string) => `a-${digest(wabaId, field, value)}`,
   outbound: (messageId: string) => `o-${messageId}`,
   event: (deliveryId: string) => `e-${deliveryId}`,
   otpDeliver: (deliveryId: string) => `d-${deliveryId}`,

@@ -8,6 +8,7 @@ import type { CodeSender } from "../providers/ports";
 import { systemClock, type Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import { QUEUES, type OtpJob } from "./jobs";
+import { workerLockOptions } from "./locks";
 
 /**
  * The OTP worker, queue "otp" (data: `{deliveryId}` only, never a code):
@@ -37,6 +38,8 @@ export interface OtpWorkerDeps {
   sweepEveryMs?: number;
   /** the brand said in SMS/voice texts when a tenant has no name */
   businessName?: string;
+  /** WORKER_LOCK_MS (default: BullMQ's 30 s) */
+  lockMs?: number;
 }
 
 export class OtpSendError extends Error {
@@ -61,7 +64,7 @@ export function createOtpWorker(deps: OtpWorkerDeps): Worker<OtpJob, OtpJobResul
     if (!deliveryId) return "skipped";
     const d = await prisma.otpDelivery.findUnique({
       where: { id: deliveryId },
-      include: { verification: { include: { tenant: { select: { name: true } } } } },
+      include: { verification: { include: { tenant: { select: { name: true, settings: true } } } } },
     });
     if (!d || d.status !== "queued" || d.channel === "whatsapp") return "skipped";
     const v = d.verification;
@@ -73,6 +76,11 @@ export function createOtpWorker(deps: OtpWorkerDeps): Worker<OtpJob, OtpJobResul
     const sender = senders[d.channel as "sms" | "voice"];
     if (!sender) {
       await planner.fallBack(d.id, "failed", "no_provider");
+      return "fell-back";
+    }
+    // the daily spend cap on paid channels (a no-op when the planner already reserved this delivery's cost)
+    if (!(await planner.admitPaid({ id: d.id, channel: d.channel as "sms" | "voice", verificationId: v.id, tenantId: v.tenantId, settings: v.tenant.settings }))) {
+      log.warn({ deliveryId, verificationId: v.id, channel: d.channel }, "code refused by the daily fallback budget: falling back");
       return "fell-back";
     }
     const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -129,6 +137,7 @@ export function createOtpWorker(deps: OtpWorkerDeps): Worker<OtpJob, OtpJobResul
     connection: deps.connection,
     prefix: deps.prefix,
     concurrency: deps.concurrency ?? 16,
+    ...workerLockOptions(deps.lockMs),
   });
   worker.on("error", (err) => log.error({ err: err.message }, "otp worker error"));
   if (deps.queue) {

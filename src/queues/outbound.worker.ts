@@ -4,10 +4,12 @@ import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { Config } from "../config/env";
 import { randomUUID } from "node:crypto";
 import type { PrismaClient } from "../db/prisma";
-import { sqlFor, type Sql } from "../db/sql";
+import { retryOnConnectionLoss, sqlFor, type Sql } from "../db/sql";
 import { applyHeldStatuses, wamidLock } from "../messaging/delivery-status";
 import type { OutboundContent } from "../messaging/outbox";
-import type { Logger } from "../observability/logger";
+import { withRequestId, type Logger } from "../observability/logger";
+import { runWithRequestId } from "../observability/request-context";
+import { acceptRequestId } from "../observability/request-id";
 import { CloudApiClient, type SendFailure, type SendResult } from "../providers/whatsapp/cloud-api.client";
 import { isPairRateError } from "../providers/whatsapp/errors";
 import { buildSendBody, type SendBody } from "../providers/whatsapp/payload";
@@ -15,6 +17,7 @@ import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import { QUEUES, type OutboundJob } from "./jobs";
+import { workerLockOptions } from "./locks";
 
 /**
  * The send worker: one job per outbound message row (`{messageId}`, never text), at-least-once.
@@ -40,7 +43,8 @@ export type OutboundWorkerConfig = Pick<
   | "OUTBOUND_TIMEOUT_MS"
   | "GRAPH_API_BASE_URL"
   | "GRAPH_API_VERSION"
->;
+> &
+  Partial<Pick<Config, "WORKER_LOCK_MS">>;
 
 /** What `resolveContent` gets: the stored row, whose payload may hold placeholders for secret parameters. */
 export interface OutboundMessageRecord {
@@ -234,6 +238,16 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
   });
   const gapKey = (contactId: string) => `${config.QUEUE_PREFIX}:out:last:${contactId}`;
   const lockKey = (messageId: string) => `${config.QUEUE_PREFIX}:out:lock:${messageId}`;
+  // The job's BullMQ lock (WORKER_LOCK_MS, at least a call's timeout twice plus 5 s). The per-message lock below lasts
+  // as long: it is taken after the job's lock was last renewed, so it lapses no later than the job's, and the retry
+  // of a job whose worker crashed (SIGKILL) can send at once instead of waiting for a longer message lock.
+  const jobLocks = workerLockOptions(config.WORKER_LOCK_MS, config.OUTBOUND_TIMEOUT_MS * 2 + 5_000);
+  const messageLockMs = jobLocks.lockDuration ?? 30_000;
+  // A send's answer is known only to this process until it is written: while PostgreSQL is unreachable the write is
+  // retried (within the message lock, taken before the call) instead of failing the job, whose retry would send the
+  // message again. Found by test/chaos/postgres-outage.test.ts.
+  const recordBudgetMs = Math.max(1_000, messageLockMs - config.OUTBOUND_TIMEOUT_MS - 1_000);
+  const record = <T>(fn: () => Promise<T>) => retryOnConnectionLoss(fn, recordBudgetMs);
 
   async function later(job: Job<OutboundJob>, token: string | undefined, ms: number): Promise<never> {
     await job.moveToDelayed(Date.now() + Math.max(1, Math.ceil(ms)), token);
@@ -326,7 +340,7 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
 
   async function acquire(messageId: string): Promise<string | null> {
     const value = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const ok = await connection.set(lockKey(messageId), value, "PX", config.OUTBOUND_TIMEOUT_MS * 2 + 30_000, "NX");
+    const ok = await connection.set(lockKey(messageId), value, "PX", messageLockMs, "NX");
     return ok === "OK" ? value : null;
   }
 
@@ -348,17 +362,21 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     if (!started?.claimed) return "already-done";
     const attempt = { id: attemptId, attempt: started.attempt };
 
-    const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, body);
+    // the request id of the webhook or API call behind this message goes to Meta (the sandbox records it)
+    const requestId = acceptRequestId(job.data.requestId);
+    const result: SendResult = await client.sendMessage(msg.tenant.phoneNumberId, accessToken, body, requestId ? { requestId } : undefined);
     if (gapMs > 0) await connection.set(gapKey(msg.contactId), String(Date.now()), "PX", gapMs + 1_000);
     const now = clock.now();
     const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const base = { messageId, attempt: attempt.attempt, tenantId: msg.tenantId };
 
     if (result.ok) {
-      const held = await sql.transaction(async (q) => {
-        const [r] = await q.query<{ held: boolean }>(ACCEPTED, [messageId, attempt.id, result.httpStatus, now, result.wamid, msg.tenantId, new Date()]);
-        return r?.held ? applyHeldStatuses(q, msg.tenantId, result.wamid) : 0;
-      }, wamidLock(msg.tenantId, result.wamid));
+      const held = await record(() =>
+        sql.transaction(async (q) => {
+          const [r] = await q.query<{ held: boolean }>(ACCEPTED, [messageId, attempt.id, result.httpStatus, now, result.wamid, msg.tenantId, new Date()]);
+          return r?.held ? applyHeldStatuses(q, msg.tenantId, result.wamid) : 0;
+        }, wamidLock(msg.tenantId, result.wamid)),
+      );
       if (log.isLevelEnabled("debug")) log.debug({ ...base, heldStatuses: held || undefined }, "message accepted by the Cloud API");
       if (msg.verificationId && deps.onMessageStatus) {
         await notify(messageId, "sent");
@@ -371,12 +389,12 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     }
 
     const outcome = result.kind === "permanent" ? "permanent_error" : result.kind === "transient" ? "transient_error" : "unknown";
-    await sql.execute(FINISH_ATTEMPT, [attempt.id, outcome, result.httpStatus ?? null, result.code ?? null, now]);
+    await record(() => sql.execute(FINISH_ATTEMPT, [attempt.id, outcome, result.httpStatus ?? null, result.code ?? null, now]));
     // Meta's title/details may quote a parameter (a phone number): only the code goes to the log
     const info = { ...base, kind: result.kind, code: result.code, httpStatus: result.httpStatus, networkError: result.networkError };
 
     if (result.kind === "permanent") {
-      await fail(messageId, result);
+      await record(() => fail(messageId, result));
       if (msg.verificationId) await notify(messageId, "failed", result.code);
       log.warn(info, "Cloud API refused the message: failed");
       throw new UnrecoverableError(`Cloud API permanent error${result.code !== undefined ? ` ${result.code}` : ""}`);
@@ -398,16 +416,20 @@ export function createOutboundWorker(deps: OutboundWorkerDeps): Worker<OutboundJ
     throw new RetryableSendError(result, pairRetries);
   }
 
-  const worker = new Worker<OutboundJob>(QUEUES.outbound, processJob, {
+  // every line logged for the job carries the request id of the webhook or API call behind the message
+  const runJob = (job: Job<OutboundJob>, token?: string) => runWithRequestId(acceptRequestId(job.data.requestId), () => processJob(job, token));
+  const worker = new Worker<OutboundJob>(QUEUES.outbound, runJob, {
     connection,
     prefix: config.QUEUE_PREFIX,
     concurrency: config.OUTBOUND_CONCURRENCY,
-    lockDuration: Math.max(30_000, config.OUTBOUND_TIMEOUT_MS * 2 + 5_000),
+    ...jobLocks,
     settings: { backoffStrategy: cloudApiBackoff(deps.backoff) },
   });
   worker.on("failed", (job, err) => {
     if (err instanceof DelayedError) return;
-    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) log.error({ messageId: job.data.messageId, err: err.message }, "outbound job failed for good");
+    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      withRequestId(log, acceptRequestId(job.data.requestId)).error({ messageId: job.data.messageId, err: err.message }, "outbound job failed for good");
+    }
   });
   worker.on("error", (err) => log.error({ err: err.message }, "outbound worker error"));
   if (ownClient) worker.on("closed", () => ownClient.close());

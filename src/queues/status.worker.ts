@@ -3,13 +3,15 @@ import type { Redis } from "ioredis";
 import type { Config } from "../config/env";
 import type { PrismaClient } from "../db/prisma";
 import { sqlFor, type Sql } from "../db/sql";
-import type { StatusItem } from "../ingest/envelope";
+import type { AccountUpdateItem, StatusItem } from "../ingest/envelope";
 import { recordStatus, wamidLock, type ApplyOutcome, type StatusUpdate } from "../messaging/delivery-status";
 import { maskPhone, type Logger } from "../observability/logger";
+import { runWithRequestId } from "../observability/request-context";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import { QUEUES, type EncryptedJob } from "./jobs";
+import { workerLockOptions } from "./locks";
 
 /**
  * The status worker: one job per (wamid, status) webhook, data encrypted (`keyring.encrypt("job-data", …)`).
@@ -21,7 +23,7 @@ import { QUEUES, type EncryptedJob } from "./jobs";
  * `StatusHeldError` (nothing is written; BullMQ retries it with the queue's backoff); on its final attempt the
  * status is stored unapplied instead, and the send worker applies it when it stores the wamid.
  */
-export type StatusWorkerConfig = Pick<Config, "QUEUE_PREFIX" | "INBOUND_CONCURRENCY">;
+export type StatusWorkerConfig = Pick<Config, "QUEUE_PREFIX" | "INBOUND_CONCURRENCY"> & Partial<Pick<Config, "WORKER_LOCK_MS">>;
 
 export interface StatusWorkerDeps {
   prisma: PrismaClient;
@@ -42,6 +44,8 @@ export interface StatusWorkerDeps {
    * stored): the retry finds the status a duplicate and calls the hook again, so the hook must be idempotent.
    */
   onMessageStatus?: (messageId: string, status: string, errorCode?: number | string | null) => Promise<void>;
+  /** account-level updates (job name "account"): src/tenants/account-updates.ts; must be idempotent (jobs retry) */
+  onAccountUpdate?: (item: AccountUpdateItem) => Promise<string>;
 }
 
 export class StatusHeldError extends Error {
@@ -51,7 +55,7 @@ export class StatusHeldError extends Error {
   }
 }
 
-export type StatusJobResult = ApplyOutcome["kind"] | "unknown_tenant";
+export type StatusJobResult = ApplyOutcome["kind"] | "unknown_tenant" | string;
 
 /** Meta's timestamps are strings of Unix seconds; a status without one takes the time it was received. */
 export function statusUpdateFrom(item: StatusItem): StatusUpdate {
@@ -72,14 +76,27 @@ export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob,
   const log = logger.child({ component: "status-worker" });
 
   async function processJob(job: Job<EncryptedJob>): Promise<StatusJobResult> {
-    let item: StatusItem;
+    let item: StatusItem | AccountUpdateItem;
     try {
-      item = JSON.parse(keyring.decryptString("job-data", job.data.enc)) as StatusItem;
+      item = JSON.parse(keyring.decryptString("job-data", job.data.enc)) as StatusItem | AccountUpdateItem;
     } catch (err) {
       log.error({ jobId: job.id, err: err instanceof Error ? err.message : String(err) }, "status job cannot be decrypted: dropped");
       throw new UnrecoverableError("undecryptable status job");
     }
+    // under the webhook's request id: every line logged while the status is applied carries it
+    return runWithRequestId(item.requestId, () => processItem(job, item));
+  }
+
+  async function processItem(job: Job<EncryptedJob>, item: StatusItem | AccountUpdateItem): Promise<StatusJobResult> {
+    if (item.kind === "account") {
+      if (!deps.onAccountUpdate) {
+        log.info({ field: item.field }, "account update with no handler: ignored");
+        return "ignored";
+      }
+      return deps.onAccountUpdate(item);
+    }
     const tenant = await tenants.byPhoneNumberId(item.phoneNumberId);
+    if (tenant && item.wabaId) await tenants.noteWabaId(tenant, item.wabaId);
     const who = { wamid: item.status.id, status: item.status.status, get recipient() { return maskPhone(item.status.recipient_id); } };
     const debug = log.isLevelEnabled("debug");
     if (!tenant) {
@@ -131,6 +148,7 @@ export function createStatusWorker(deps: StatusWorkerDeps): Worker<EncryptedJob,
     connection: deps.connection,
     prefix: config.QUEUE_PREFIX,
     concurrency: deps.concurrency ?? config.INBOUND_CONCURRENCY,
+    ...workerLockOptions(config.WORKER_LOCK_MS),
   });
   worker.on("error", (err) => log.error({ err: err.message }, "status worker error"));
   return worker;

@@ -1,9 +1,10 @@
 import type { Clock } from "../shared/clock";
 import { FaultBook } from "./faults";
 import { digits, newWamid } from "./ids";
-import { MetaError, authError, metaError, unknownObjectError, type MetaErrorCode } from "./meta-errors";
+import { MetaError, authError, metaError, throttledError, unknownObjectError, type MetaErrorCode } from "./meta-errors";
 import { markReadSchema, sendSchema, type SendBody } from "./send-schema";
 import type { StatusScheduler } from "./status-scheduler";
+import type { TemplateStatusBook } from "./template-statuses";
 import { isBsuid, type SandboxStore } from "./store";
 import type { SandboxPhoneNumber, TemplateDef } from "./types";
 import { validateMessage, zodToMeta } from "./validate-message";
@@ -39,6 +40,8 @@ export class CloudApi {
       faults: FaultBook;
       statuses: StatusScheduler;
       clock: Clock;
+      /** templates paused, disabled, rejected… (control API); none: every known template is approved */
+      templateStatuses?: TemplateStatusBook;
     },
   ) {}
 
@@ -66,18 +69,23 @@ export class CloudApi {
 
     const validated = validateMessage(body, this.deps.templates);
     if (validated instanceof MetaError) return fromError(validated);
+    if (validated.template) {
+      // Meta refuses a template that is not approved at send time (132015 paused, 132016 disabled, 132001)
+      const refusal = this.deps.templateStatuses?.refusal(phone, validated.template.def.name, validated.template.def.language);
+      if (refusal) return fromError(refusal);
+    }
     if (byBsuid && validated.template?.def.category === "AUTHENTICATION") {
       // copy-code / one-tap / zero-tap authentication templates need a phone number (WA/business-scoped-user-ids)
       return fromError(metaError(131062));
     }
 
     const fault = this.deps.faults.take(recipient, known);
-    if (fault?.type === "rate_limit") return fromError(metaError(130429));
-    if (fault?.type === "pair_rate") return fromError(metaError(131056));
-    if (fault?.type === "server_error") return fromError(metaError(131000));
-    if (fault?.type === "service_unavailable") {
-      return fromError(metaError(131016, undefined, fault.retryAfterSeconds !== undefined ? { "Retry-After": String(fault.retryAfterSeconds) } : {}));
-    }
+    const retryAfter: Record<string, string> = fault?.retryAfterSeconds !== undefined ? { "Retry-After": String(fault.retryAfterSeconds) } : {};
+    if (fault?.type === "rate_limit") return fromError(metaError(130429, undefined, retryAfter));
+    if (fault?.type === "pair_rate") return fromError(metaError(131056, undefined, retryAfter));
+    if (fault?.type === "server_error") return fromError(metaError(131000, undefined, retryAfter));
+    if (fault?.type === "service_unavailable") return fromError(metaError(131016, undefined, retryAfter));
+    if (fault?.type === "too_many_requests") return fromError(throttledError(retryAfter));
 
     const customer = this.deps.store.upsertCustomer(byBsuid ? { userId: recipient } : { phone: recipient });
     const now = this.deps.clock.now().getTime();

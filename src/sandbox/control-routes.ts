@@ -3,6 +3,9 @@ import { z } from "zod";
 import { faultSchema } from "./faults";
 import { injectInputSchema } from "./inbound";
 import type { SandboxStore } from "./store";
+import { templateStatusInputSchema, type TemplateStatusInput } from "./template-statuses";
+import { wabaIdOf } from "./envelope";
+import { messagingLimitInputSchema, type MessagingLimitInput } from "./messaging-limits";
 import type { Fault, InjectInput, SandboxPhoneNumber } from "./types";
 
 export interface ControlDeps {
@@ -11,6 +14,10 @@ export interface ControlDeps {
   inject: (input: InjectInput) => Promise<{ wamid: string; status: number }>;
   addFault: (f: Fault) => void;
   clearFaults: () => void;
+  /** sets a template's status for a number's WABA and sends the webhook; resolves with the bot's HTTP status (null: none sent) */
+  setTemplateStatus?: (phone: SandboxPhoneNumber, input: TemplateStatusInput) => Promise<number | null>;
+  /** sets a number's messaging-limit tier and sends phone_number_quality_update (webhookStatus: the bot's HTTP status, null: none sent) */
+  setMessagingLimit?: (phone: SandboxPhoneNumber, input: MessagingLimitInput) => Promise<{ oldTier: string; event: string; webhookStatus: number | null }>;
 }
 
 /** Open server-sent-event streams; close() ends them so servers can shut down. */
@@ -77,6 +84,28 @@ export function controlRouter(deps: ControlDeps, streams: EventStreams): express
     const q = queryPhone.safeParse(req.query);
     if (!q.success) return badRequest(res, q.error);
     res.json({ messages: deps.store.conversation(String(req.params.customer), q.data.phoneNumberId) });
+  });
+  router.get("/customers", (_req, res) => {
+    res.json({ customers: deps.store.customerList().map((c) => ({ phone: c.phone ? `+${c.phone}` : null, userId: c.userId ?? null, profileName: c.profileName ?? null })) });
+  });
+  router.post("/templates/status", async (req, res) => {
+    const parsed = templateStatusInputSchema.safeParse(req.body ?? {});
+    if (!parsed.success) return badRequest(res, parsed.error);
+    const phone = parsed.data.phoneNumberId ? deps.phones.find((p) => p.phoneNumberId === parsed.data.phoneNumberId) : deps.phones[0];
+    if (!phone) return res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${parsed.data.phoneNumberId}` } });
+    if (!deps.setTemplateStatus) return res.status(501).json({ error: { code: "not_supported", message: "template statuses are not supported here" } });
+    const webhookStatus = await deps.setTemplateStatus(phone, parsed.data);
+    const { name, language, status } = parsed.data;
+    res.json({ wabaId: wabaIdOf(phone), name, language, status, webhookStatus });
+  });
+  router.post("/messaging-limit", async (req, res) => {
+    const parsed = messagingLimitInputSchema.safeParse(req.body ?? {});
+    if (!parsed.success) return badRequest(res, parsed.error);
+    const phone = parsed.data.phoneNumberId ? deps.phones.find((p) => p.phoneNumberId === parsed.data.phoneNumberId) : deps.phones[0];
+    if (!phone) return res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${parsed.data.phoneNumberId}` } });
+    if (!deps.setMessagingLimit) return res.status(501).json({ error: { code: "not_supported", message: "messaging limits are not supported here" } });
+    const out = await deps.setMessagingLimit(phone, parsed.data);
+    res.json({ phoneNumberId: phone.phoneNumberId, wabaId: wabaIdOf(phone), tier: parsed.data.tier, ...out });
   });
   router.get("/requests", (_req, res) => res.json({ requests: deps.store.requests }));
   router.get("/webhooks", (_req, res) => res.json({ webhooks: deps.store.webhooks }));

@@ -4,7 +4,7 @@ import type { Customer } from "./store";
 import type { Fault } from "./types";
 
 export const faultSchema = z.strictObject({
-  type: z.enum(["rate_limit", "pair_rate", "undeliverable", "server_error", "service_unavailable", "timeout", "token_expired"]),
+  type: z.enum(["rate_limit", "pair_rate", "undeliverable", "server_error", "service_unavailable", "too_many_requests", "timeout", "token_expired"]),
   count: z.number().int().positive().optional(),
   to: z.string().min(1).optional(),
   timeoutMs: z.number().int().nonnegative().optional(),

@@ -46,6 +46,9 @@ export const META_ERRORS = {
   131062: { http: 400, title: "Business-scoped User ID recipients are not supported for this message.", details: "Authentication templates require a phone number recipient." },
   132000: { http: 400, title: "Number of parameters does not match the expected number of params", details: "" },
   132001: { http: 404, title: "Template name does not exist in the translation", details: "" },
+  // WA/support/error-codes: "Template is Paused" / "Template is Disabled" (low quality), HTTP 400, not retryable
+  132015: { http: 400, title: "Template is Paused", details: "Template is paused due to low quality so it cannot be sent in a template message." },
+  132016: { http: 400, title: "Template is Disabled", details: "Template has been paused too many times due to low quality and is now permanently disabled." },
   190: { http: 401, title: "Invalid OAuth access token - Cannot parse access token", details: "" },
 } satisfies Record<number, CatalogueEntry>;
 
@@ -107,6 +110,18 @@ export function authError(expired: boolean): MetaError {
         }
       : { message: `${META_ERRORS[190].title}`, type: "OAuthException", code: 190, fbtrace_id: fbtraceId() },
   });
+}
+
+/**
+ * A plain HTTP 429 from the Graph layer (application request limit, code 4, no `error_data`): what a proxy or Graph's
+ * own throttling answers, with or without `Retry-After`. A client must retry it by the HTTP status alone.
+ */
+export function throttledError(headers: Record<string, string> = {}): MetaError {
+  return new MetaError(
+    429,
+    { error: { message: "(#4) Application request limit reached", type: "OAuthException", code: 4, fbtrace_id: fbtraceId() } },
+    headers,
+  );
 }
 
 /** Graph does not know the object id in the path (an unknown phone number id): 100, subcode 33, HTTP 400. */

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import express from "express";
 import { createLogger } from "../observability/logger";
 import { systemClock } from "../shared/clock";
-import { CHAT_PAGE } from "./chat-page";
+import { chatPageRoutes } from "../web/sandbox/chat-page.routes";
 import { CloudApi } from "./cloud-api";
 import { controlRouter, EventStreams } from "./control-routes";
 import { FaultBook } from "./faults";
@@ -11,7 +11,9 @@ import { graphRouter, HeldResponses } from "./graph-routes";
 import { InboundInjector } from "./inbound";
 import { metaJson } from "./meta-json";
 import { StatusScheduler } from "./status-scheduler";
+import { TemplateStatusBook, templateStatusEnvelope } from "./template-statuses";
 import { SandboxStore } from "./store";
+import { SandboxMessagingLimits } from "./messaging-limits";
 import { DEFAULT_TEMPLATES } from "./templates";
 import type { Sandbox, SandboxOptions } from "./types";
 import { WebhookSender } from "./webhook-sender";
@@ -37,6 +39,7 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
     retry: opts.webhookRetry ?? { attempts: 5, baseDelayMs: 200 },
     logger,
     record: (w) => store.addWebhook(w),
+    agent: opts.webhookAgent,
   });
   const statuses = new StatusScheduler({
     store,
@@ -46,8 +49,10 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
     clock,
     logger,
   });
-  const api = new CloudApi({ phones, templates: opts.templates ?? DEFAULT_TEMPLATES, store, faults, statuses, clock });
+  const templateStatuses = new TemplateStatusBook();
+  const api = new CloudApi({ phones, templates: opts.templates ?? DEFAULT_TEMPLATES, store, faults, statuses, clock, templateStatuses });
   const injector = new InboundInjector({ phones, store, sender, clock });
+  const messagingLimits = new SandboxMessagingLimits(phones); // tiers: Graph GET and phone_number_quality_update
   const held = new HeldResponses();
   const streams = new EventStreams();
   const servers = new Set<Server>();
@@ -59,14 +64,24 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
 
   const app = express();
   app.disable("x-powered-by");
-  app.get("/sandbox", (_req, res) => {
-    res.type("html").send(CHAT_PAGE);
-  });
+  app.use(chatPageRoutes());
   app.use(
     "/sandbox/api",
-    controlRouter({ store, phones, inject: injectInbound, addFault: (f) => faults.add(f), clearFaults: () => faults.clear() }, streams),
+    controlRouter({
+      store, phones, inject: injectInbound, addFault: (f) => faults.add(f), clearFaults: () => faults.clear(),
+      // a template's status at "Meta": later sends of it fail like Meta's, and the signed status webhook goes out
+      setTemplateStatus: async (phone, input) => {
+        templateStatuses.set(phone, input.name, input.language, input.status);
+        return input.webhook ? sender.deliver(metaJson(templateStatusEnvelope(phone, input, clock.now().getTime())), "raw") : null;
+      },
+      // a number's messaging-limit tier; the signed phone_number_quality_update webhook goes out
+      setMessagingLimit: async (phone, input) => {
+        const { oldTier, event, envelope } = messagingLimits.set(phone, input, clock.now().getTime());
+        return { oldTier, event, webhookStatus: envelope ? await sender.deliver(metaJson(envelope), "raw") : null };
+      },
+    }, streams),
   );
-  app.use(graphRouter(api, store, held));
+  app.use(graphRouter(api, store, held, messagingLimits));
 
   const close = async (): Promise<void> => {
     statuses.close();

@@ -23,6 +23,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export class SandboxStore {
   readonly events = new EventEmitter();
   private readonly customers: Customer[] = [];
+  // indexes of `customers` (a benchmark talks to thousands of customers: no linear scans per request)
+  private readonly byPhone = new Map<string, Customer>();
+  private readonly byUserId = new Map<string, Customer>();
   private readonly messages: SandboxMessage[] = [];
   private readonly byWamid = new Map<string, SandboxMessage>();
   private readonly lastInbound = new Map<string, number>();
@@ -37,9 +40,9 @@ export class SandboxStore {
 
   /** Finds a customer by phone (with or without +) or BSUID. */
   findCustomer(idOrPhone: string): Customer | undefined {
-    if (isBsuid(idOrPhone)) return this.customers.find((c) => c.userId === idOrPhone);
+    if (isBsuid(idOrPhone)) return this.byUserId.get(idOrPhone);
     const d = digits(idOrPhone);
-    return d ? this.customers.find((c) => c.phone === d) : undefined;
+    return d ? this.byPhone.get(d) : undefined;
   }
 
   /** Finds or creates the customer, linking phone and BSUID when both are given, and updating profile fields. */
@@ -50,11 +53,24 @@ export class SandboxStore {
       c = { key: `c${++this.seq}` };
       this.customers.push(c);
     }
-    if (phone) c.phone = phone;
-    if (input.userId) c.userId = input.userId;
+    if (phone && c.phone !== phone) {
+      if (c.phone && this.byPhone.get(c.phone) === c) this.byPhone.delete(c.phone);
+      c.phone = phone;
+    }
+    if (phone && !this.byPhone.has(phone)) this.byPhone.set(phone, c);
+    if (input.userId && c.userId !== input.userId) {
+      if (c.userId && this.byUserId.get(c.userId) === c) this.byUserId.delete(c.userId);
+      c.userId = input.userId;
+    }
+    if (input.userId && !this.byUserId.has(input.userId)) this.byUserId.set(input.userId, c);
     if (input.profileName) c.profileName = input.profileName;
     if (input.username) c.username = input.username;
     return c;
+  }
+
+  /** Every customer the sandbox knows (for the chat page's number picker). */
+  customerList(): Customer[] {
+    return this.customers.map((c) => ({ ...c }));
   }
 
   recordInbound(phoneNumberId: string, customer: Customer, atMs: number): void {

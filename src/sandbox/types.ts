@@ -35,6 +35,8 @@ export interface SandboxOptions {
   autoRead?: boolean;
   logger?: Logger;
   webhookRetry?: { attempts: number; baseDelayMs: number };
+  /** a keep-alive agent for the webhooks it posts (the benchmark's); default: a new connection per webhook */
+  webhookAgent?: import("node:http").Agent;
   /** "now" for the 24-hour customer service window (tests move it instead of sleeping) */
   clock?: Clock;
 }
@@ -52,7 +54,14 @@ export interface InjectInput {
   context?: unknown;
 }
 
-export type FaultType = "rate_limit" | "pair_rate" | "undeliverable" | "server_error" | "service_unavailable" | "timeout" | "token_expired";
+/**
+ * Faults of the next sends: `rate_limit` 130429, `pair_rate` 131056, `server_error` 131000 (HTTP 500),
+ * `service_unavailable` 131016 (HTTP 503), `too_many_requests` HTTP 429 (Graph code 4), each with a `Retry-After`
+ * header when `retryAfterSeconds` is set; `undeliverable` (accepted, then a failed status); `token_expired` 190;
+ * `timeout`: the send is accepted and recorded, and the answer held `timeoutMs` (default 15 s), so a client with a
+ * shorter timeout does not know the outcome of a send that did happen.
+ */
+export type FaultType = "rate_limit" | "pair_rate" | "undeliverable" | "server_error" | "service_unavailable" | "too_many_requests" | "timeout" | "token_expired";
 
 export interface Fault {
   type: FaultType;
@@ -108,7 +117,11 @@ export interface RecordedRequest {
   authorization: string;
   responseStatus: number;
   errorCode?: number;
+  /** Meta's error message, when the request was refused */
+  errorMessage?: string;
   wamid?: string;
+  /** the caller's X-Request-Id header, when it sent one (the bot sends the id of the request behind the message) */
+  requestId?: string;
 }
 
 export interface RecordedWebhook {

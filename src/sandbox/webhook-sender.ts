@@ -1,4 +1,4 @@
-import { request as httpRequest } from "node:http";
+import { request as httpRequest, type Agent } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { signBody } from "../ingest/verify-signature";
 import type { Logger } from "../observability/logger";
@@ -12,6 +12,8 @@ export interface WebhookSenderOptions {
   record: (w: RecordedWebhook) => void;
   /** per attempt; Meta documents none, the bot should answer well within it */
   attemptTimeoutMs?: number;
+  /** keep-alive agent (Meta delivers over long-lived connections; the benchmark uses one); default: a connection per delivery */
+  agent?: Agent;
 }
 
 /**
@@ -65,7 +67,7 @@ export class WebhookSender {
         target,
         {
           method: "POST",
-          agent: false, // one connection per delivery: nothing stays open after close()
+          agent: this.opts.agent ?? false, // default: one connection per delivery, nothing stays open after close()
           signal: controller.signal,
           timeout: this.opts.attemptTimeoutMs ?? 10_000,
           headers: {

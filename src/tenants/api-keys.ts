@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { PrismaClient } from "../db/prisma";
-import { safeEqual, type Keyring } from "../shared/crypto";
+import type { Keyring } from "../shared/crypto";
 
 export const SCOPES = ["verify", "admin", "read"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -41,7 +41,7 @@ export class ApiKeys {
     const prefix = randomBytes(8).toString("hex");
     const secret = randomBytes(32).toString("base64url");
     const row = await this.prisma.apiKey.create({
-      data: { tenantId, name, prefix, secretHash: this.keyring.hmac("api-key", secret), scopes },
+      data: { tenantId, name, prefix, secretHash: this.keyring.keyedHash("api-key", secret), scopes },
     });
     return { id: row.id, key: `wbk_${prefix}_${secret}`, prefix, scopes, name, createdAt: row.createdAt };
   }
@@ -52,23 +52,32 @@ export class ApiKeys {
     return res.count > 0;
   }
 
-  /** The principal for a presented key, or null. Does the same work for a malformed, unknown or wrong key. */
+  /**
+   * The principal for a presented key, or null. Does the same work for a malformed, unknown or wrong key: one
+   * lookup by prefix, then one HMAC per key of the keyring (SECRETS_KEY and SECRETS_KEY_PREVIOUS) compared in
+   * constant time against the row's hash, or against nothing when there is no row.
+   */
   async authenticate(presented: string): Promise<Principal | null> {
     const m = KEY_PATTERN.exec(presented);
     const prefix = m?.[1] ?? "0000000000000000";
     const secret = m?.[2] ?? "";
-    const hash = this.keyring.hmac("api-key", secret);
-    const cacheKey = `${prefix}:${hash}`;
+    const cacheKey = `${prefix}:${this.keyring.hmac("api-key", secret)}`;
     const hit = m ? this.recent.get(cacheKey) : undefined;
     if (hit && Date.now() - hit.at < API_KEY_CACHE_MS) {
       this.touch(hit.principal.keyId!);
       return { ...hit.principal, scopes: [...hit.principal.scopes] };
     }
     const row = await this.prisma.apiKey.findUnique({ where: { prefix } });
-    const ok = safeEqual(hash, row?.secretHash ?? "0".repeat(64));
-    if (!m || !row || !ok || row.revokedAt) {
+    const check = this.keyring.verifyHash("api-key", row?.secretHash ?? null, secret);
+    if (!m || !row || !check.ok || row.revokedAt) {
       this.recent.delete(cacheKey);
       return null;
+    }
+    // hashed with a previous SECRETS_KEY (or before hashes carried a key id): re-hash with the current key now that
+    // the secret is at hand, so the old key can be dropped (npm run secrets:reencrypt cannot do this: no secret)
+    if (!check.current) {
+      const rehashed = this.keyring.keyedHash("api-key", secret);
+      void this.prisma.apiKey.updateMany({ where: { id: row.id, secretHash: row.secretHash }, data: { secretHash: rehashed } }).catch(() => undefined);
     }
     this.touch(row.id);
     const principal: Principal = { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };

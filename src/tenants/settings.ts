@@ -48,6 +48,8 @@ export const otpSettingsSchema = z.object({
   warnAfterCode: z.boolean().default(true),
   /** numbers for tests: exempt from limits and type checks, optionally with a fixed code */
   testNumbers: z.array(z.object({ number: e164, code: z.string().regex(/^\d{6,10}$/).optional() })).default([]),
+  /** what one SMS / voice code costs, in the units of limits.fallbackBudgetPerDay (currency-neutral) */
+  channelCosts: z.object({ sms: z.number().min(0).max(1000).default(0.05), voice: z.number().min(0).max(1000).default(0.1) }).default({ sms: 0.05, voice: 0.1 }),
 });
 
 export const phonePolicySchema = z.object({
@@ -69,6 +71,12 @@ export const limitSettingsSchema = z.object({
   checksPerNumberPer10Minutes: z.number().int().min(1).default(30),
   /** checks per tenant per minute */
   checksPerTenantPerMinute: z.number().int().min(1).default(60000),
+  /** codes sent (new and re-sent) per tenant per UTC day; beyond it `429 daily_limit_reached` (docs/limits.md) */
+  codesPerDay: z.number().int().min(1).max(100_000_000).default(10000),
+  /** warn (event messaging_limit.warning) when this share of Meta's messaging-limit tier is used in 24 h */
+  messagingLimitWarnPercent: z.number().int().min(1).max(100).default(80),
+  /** paid code channels (SMS, voice) per UTC day, in the units of otp.channelCosts; 0 = no paid channel (docs/templates.md) */
+  fallbackBudgetPerDay: z.number().min(0).max(1_000_000_000).default(100),
 });
 
 export const flowSettingsSchema = z.object({

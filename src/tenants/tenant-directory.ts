@@ -7,6 +7,7 @@ export interface TenantRecord {
   name: string;
   phoneNumberId: string;
   displayPhoneNumber: string;
+  wabaId: string | null;
   settings: Record<string, unknown>;
 }
 
@@ -31,6 +32,34 @@ export class TenantDirectory {
     const tenant = row ? toRecord(row) : null;
     this.byPhone.set(phoneNumberId, { at: Date.now(), tenant });
     return tenant;
+  }
+
+  /**
+   * Records the WABA id Meta's webhooks carry for a number (entry.id) when the tenant has none yet, so account
+   * updates (template statuses, tier changes), which name only the WABA, reach it. A configured id is never
+   * overwritten; a webhook naming another one is logged once per process.
+   */
+  async noteWabaId(tenant: TenantRecord, wabaId: string): Promise<void> {
+    if (tenant.wabaId === wabaId) return;
+    if (tenant.wabaId === null) {
+      await this.prisma.tenant.updateMany({ where: { id: tenant.id, wabaId: null }, data: { wabaId } });
+      tenant.wabaId = wabaId;
+      return;
+    }
+    if (!this.mismatched.has(tenant.id)) {
+      this.mismatched.add(tenant.id);
+      this.onWabaMismatch?.(tenant, wabaId);
+    }
+  }
+  private readonly mismatched = new Set<string>();
+
+  /** set by the core to log a webhook whose WABA id differs from the tenant's configured one */
+  onWabaMismatch?: (tenant: TenantRecord, wabaId: string) => void;
+
+  /** every tenant of a WhatsApp Business Account (account updates are routed by it) */
+  async byWabaId(wabaId: string): Promise<TenantRecord[]> {
+    const rows = await this.prisma.tenant.findMany({ where: { wabaId } });
+    return rows.map(toRecord);
   }
 
   async accessToken(tenantId: string): Promise<string> {
@@ -60,12 +89,13 @@ export class TenantDirectory {
   }
 }
 
-function toRecord(row: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; settings: unknown }): TenantRecord {
+function toRecord(row: { id: string; name: string; phoneNumberId: string; displayPhoneNumber: string; wabaId: string | null; settings: unknown }): TenantRecord {
   return {
     id: row.id,
     name: row.name,
     phoneNumberId: row.phoneNumberId,
     displayPhoneNumber: row.displayPhoneNumber,
+    wabaId: row.wabaId,
     settings: (row.settings ?? {}) as Record<string, unknown>,
   };
 }

@@ -7,8 +7,11 @@ import { contactsRoutes } from "../../src/http/contacts.routes";
 import { conversationRoutes } from "../../src/http/conversation.routes";
 import { flowsRoutes } from "../../src/http/flows.routes";
 import { metricsRoutes } from "../../src/http/metrics.routes";
+import { workersRoutes } from "../../src/http/workers.routes";
 import { pinResetRoutes } from "../../src/http/pin-reset.routes";
 import { verifyRoutes } from "../../src/http/verify.routes";
+import { templatesRoutes } from "../../src/http/templates.routes";
+import { limitsRoutes } from "../../src/http/limits.routes";
 import { flowDocumentSchema, stepSchema, triggerSchema } from "../../src/flows/schema";
 import { PIN_RESET_PATH } from "../../src/journeys/pin.actions";
 import { OTP_ERRORS } from "../../src/otp/errors";
@@ -104,10 +107,13 @@ describe("docs/openapi.yaml", () => {
     const registered = [
       ...routesOf(verifyRoutes({ verifications: unused as any, prisma: unused as any }), "/v1"),
       ...routesOf(conversations.v1, "/v1"),
-      ...routesOf(adminRoutes({ prisma: unused as any, keyring: unused as any, apiKeys: unused as any, tenants: unused as any }), "/admin"),
-      ...routesOf(flowsRoutes({ prisma: unused as any, flows: unused as any }), "/admin"),
+      ...routesOf(adminRoutes({ prisma: unused as any, keyring: unused as any, apiKeys: unused as any, tenants: unused as any, stepUp: { register() {} } as any }), "/admin"),
+      ...routesOf(flowsRoutes({ prisma: unused as any, flows: unused as any, stepUp: { register() {} } as any }), "/admin"),
       ...routesOf(conversations.admin, "/admin"),
+      ...routesOf(templatesRoutes({ prisma: unused as any, config: unused as any, budget: unused as any }), "/admin"),
+      ...routesOf(limitsRoutes({ prisma: unused as any, messagingLimits: unused as any }), "/admin"),
       ...routesOf(metricsRoutes({ metrics: unused as any, adminApiKey: "unused" }), ""),
+      ...routesOf(workersRoutes({ health: unused as any }), "/admin"),
       ...routesOf(contactsRoutes({ prisma: unused as any, eventPublisher: unused as any }).v1, "/v1"),
       // the PIN reset router asks its logger for a child when it is built
       ...routesOf(pinResetRoutes({ prisma: unused as any, pins: unused as any, keyring: unused as any, clock: unused as any, logger: { child: () => unused } as any }), ""),
@@ -135,10 +141,13 @@ describe("docs/openapi.yaml", () => {
       ["conversation.routes.ts", "v1", "/v1"],
       ["conversation.routes.ts", "admin", "/admin"],
       ["metrics.routes.ts", "router", ""],
+      ["workers.routes.ts", "router", "/admin"],
       ["webhook.routes.ts", "router", ""],
       ["health.routes.ts", "router", ""],
       ["contacts.routes.ts", "v1", "/v1"],
       ["pin-reset.routes.ts", "router", ""],
+      ["templates.routes.ts", "router", "/admin"],
+      ["limits.routes.ts", "router", "/admin"],
     ];
     // constants that route paths written as template literals use (`${PIN_RESET_PATH}/:token`)
     const constants: Record<string, string> = { PIN_RESET_PATH };
@@ -176,7 +185,8 @@ describe("docs/openapi.yaml", () => {
     const codes = new Set<string>();
     const files = [
       "verify.routes.ts", "admin.routes.ts", "auth.ts", "errors.ts", "idempotency.ts", "webhook.routes.ts",
-      "flows.routes.ts", "conversation.routes.ts", "metrics.routes.ts", "contacts.routes.ts", "pin-reset.routes.ts",
+      "flows.routes.ts", "conversation.routes.ts", "metrics.routes.ts", "contacts.routes.ts", "pin-reset.routes.ts", "workers.routes.ts",
+      "templates.routes.ts", "limits.routes.ts",
     ];
     for (const f of files) {
       const src = readFileSync(join(dir, f), "utf8");

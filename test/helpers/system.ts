@@ -8,7 +8,7 @@ import { startHttp, type RunningServer } from "../../src/main/http-server";
 import { startWorkers, type RunningWorkers } from "../../src/main/workers";
 import { createSandbox } from "../../src/sandbox/sandbox";
 import type { Sandbox, SandboxOptions } from "../../src/sandbox/types";
-import { createTestDatabase } from "./db";
+import { createTestDatabase, type TestDatabase } from "./db";
 import { testConfig } from "./env";
 
 export interface TestSystem {
@@ -19,6 +19,8 @@ export interface TestSystem {
   sandbox: Sandbox;
   sandboxUrl: string;
   tenantId: string;
+  /** the test database (reuse it in another system with `database`, and `keepDatabase` on the first) */
+  database: TestDatabase;
   close(): Promise<void>;
 }
 
@@ -27,9 +29,13 @@ export interface TestSystem {
  * sandbox as Meta on an ephemeral port: webhooks go sandbox → bot, sends go bot → sandbox.
  */
 export async function startTestSystem(
-  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock; captureLogs?: string[]; actions?: ActionRegistry[] } = {},
+  opts: { env?: Record<string, string>; workers?: boolean; sandbox?: Partial<SandboxOptions>; fastRetries?: boolean; handlers?: MessageHandler[]; clock?: Clock; captureLogs?: string[]; actions?: ActionRegistry[];
+    /** run on this database instead of a fresh one (e.g. a restart with other settings) */
+    database?: TestDatabase;
+    /** close() leaves the database in place (another system reuses it) */
+    keepDatabase?: boolean } = {},
 ): Promise<TestSystem> {
-  const db = await createTestDatabase();
+  const db = opts.database ?? (await createTestDatabase());
   const base = testConfig({ DATABASE_URL: db.url, ...opts.env });
   const sandbox = createSandbox({
     appSecret: base.WHATSAPP_APP_SECRET,
@@ -47,15 +53,16 @@ export async function startTestSystem(
   const workers =
     opts.workers === false
       ? null
-      : await startWorkers(
-          core,
-          opts.fastRetries === false
+      : await startWorkers(core, {
+          // a job still running at close() is cut after 10 s (and logged), well inside the 30 s hook timeout
+          shutdownGraceMs: 10_000,
+          ...(opts.fastRetries === false
             ? {}
             : {
                 backoff: { baseMs: 20, capMs: 200, pairBaseMs: 20, pairCapMs: 400, maxRetryAfterMs: 1_500 },
                 eventBackoff: { baseMs: 50, factor: 2, capMs: 500, jitter: 0.2, maxRetryAfterMs: 500 },
-              },
-        );
+              }),
+        });
   const http = await startHttp(core, { port: 0, host: "127.0.0.1", onTenantCreated: (t) => sandbox.addPhoneNumber(t) });
   sandbox.setWebhookUrl(`${http.url}/webhook`);
   return {
@@ -66,14 +73,31 @@ export async function startTestSystem(
     sandbox,
     sandboxUrl: sandboxServer.url,
     tenantId: tenant.id,
+    database: db,
     async close() {
-      await http.close();
-      await workers?.close();
-      await sandbox.close();
-      await sandboxServer.close();
-      await Promise.allSettled(Object.values(core.queues).map((q) => q.obliterate({ force: true })));
-      await core.close();
-      await db.drop();
+      // each step timed: one that takes long is named in the test output (a hook timeout alone says nothing)
+      const step = async (name: string, fn: () => Promise<unknown>) => {
+        const t0 = Date.now();
+        const slow = setInterval(() => {
+          const ms = Date.now() - t0;
+          // a PostgreSQL pool that cannot end waits for a connection still checked out: show what each one does
+          void (name === "core.close" && db.activity ? db.activity() : Promise.resolve([]))
+            .catch((err: Error) => [`(pg_stat_activity unavailable: ${err.message})`])
+            .then((lines) => console.warn([`startTestSystem.close: ${name} still running after ${ms} ms`, ...lines.map((l) => `  pg: ${l}`)].join("\n")));
+        }, 5_000);
+        try {
+          await fn();
+        } finally {
+          clearInterval(slow);
+        }
+      };
+      await step("http.close", () => http.close());
+      await step("workers.close", async () => workers?.close());
+      await step("sandbox.close", () => sandbox.close());
+      await step("sandboxServer.close", () => sandboxServer.close());
+      await step("queues.obliterate", () => Promise.allSettled(Object.values(core.queues).map((q) => q.obliterate({ force: true }))));
+      await step("core.close", () => core.close());
+      if (!opts.keepDatabase) await step("db.drop", () => db.drop());
     },
   };
 }

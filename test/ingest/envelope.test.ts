@@ -49,13 +49,18 @@ describe("envelope parsing", () => {
     expect(out.malformed).toHaveLength(3);
   });
 
-  it("accepts other webhook fields and envelope-level errors without jobs", () => {
+  it("turns account fields into account updates routed by the WABA id, and reports other fields without jobs", () => {
+    const value = { event: "APPROVED", message_template_name: "verification_code" };
     const body = {
       object: "whatsapp_business_account",
-      entry: [{ id: "1", changes: [{ field: "message_template_status_update", value: { event: "APPROVED", message_template_name: "verification_code" } }] }],
+      entry: [{ id: "1020", changes: [{ field: "message_template_status_update", value }, { field: "security", value: { x: 1 } }] }],
     };
     const out = extract(body);
-    expect(out.other).toEqual([{ field: "message_template_status_update", phoneNumberId: undefined }]);
+    expect(out.account).toEqual([expect.objectContaining({ kind: "account", wabaId: "1020", field: "message_template_status_update", value })]);
+    expect(out.other).toEqual([{ field: "security", phoneNumberId: undefined }]);
+    const noId = extract({ object: "whatsapp_business_account", entry: [{ changes: [{ field: "phone_number_quality_update", value: { event: "UPGRADE" } }] }] });
+    expect(noId.account).toEqual([]);
+    expect(noId.malformed).toHaveLength(1);
     const withErrors = extract(envelope({ phoneNumberId: PNID, errors: [{ code: 131000, title: "Something went wrong" }] }));
     expect(withErrors.other).toEqual([{ field: "messages.errors", phoneNumberId: PNID }]);
   });

@@ -1,6 +1,6 @@
 import request from "supertest";
 import type { Express } from "express";
-import { createHttpApp } from "../../src/http/app";
+import { webhookApp } from "../helpers/webhook-app";
 import { buildCore, type Core } from "../../src/main/core";
 import { signBody } from "../../src/ingest/verify-signature";
 import { createTestDatabase } from "../helpers/db";
@@ -11,19 +11,11 @@ import { postSigned } from "../helpers/signed";
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let core: Core;
 let app: Express;
-const appOf = (c: Core) =>
-  createHttpApp({
-    ingest: c.ingest,
-    verifyToken: c.config.WHATSAPP_VERIFY_TOKEN,
-    bodyLimitBytes: c.config.WEBHOOK_BODY_LIMIT_BYTES,
-    logger: c.logger,
-    readiness: { postgres: async () => void (await c.prisma.$queryRaw`SELECT 1`), redis: async () => void (await c.redis.ping()) },
-  });
 
 beforeAll(async () => {
   db = await createTestDatabase();
   core = buildCore(testConfig({ DATABASE_URL: db.url }));
-  app = appOf(core);
+  app = webhookApp(core);
 });
 
 afterAll(async () => {
@@ -165,10 +157,10 @@ describe("POST /webhook hand-off", () => {
     const downCore = buildCore(testConfig({ DATABASE_URL: db.url, REDIS_URL: "redis://127.0.0.1:1" }));
     try {
       const body = envelope({ phoneNumberId: pnid(), messages: [messages.text("447700900003")] });
-      const res = await postSigned(appOf(downCore), body, downCore.config.WHATSAPP_APP_SECRET);
+      const res = await postSigned(webhookApp(downCore), body, downCore.config.WHATSAPP_APP_SECRET);
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe("unavailable");
-      const ready = await request(appOf(downCore)).get("/readyz");
+      const ready = await request(webhookApp(downCore)).get("/readyz");
       expect(ready.status).toBe(503);
       expect(ready.body.checks.postgres).toBe("ok");
       // Meta redelivers after the 503; with Redis reachable the same update is handed off

@@ -39,7 +39,7 @@ beforeAll(async () => {
   const t = await prisma.tenant.create({
     data: { name: "Acme Bank", phoneNumberId: "pn-pin", displayPhoneNumber: "15550001", accessTokenEnc: "e", settings: { pin: { maxAttempts: 5, lockMinutes: 30, resetWaitDays: 7 } } },
   });
-  tenant = { id: t.id, name: t.name, phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, settings: t.settings as Record<string, unknown> };
+  tenant = { id: t.id, name: t.name, phoneNumberId: t.phoneNumberId, displayPhoneNumber: t.displayPhoneNumber, wabaId: null, settings: t.settings as Record<string, unknown> };
   app = express();
   app.use(pinResetRoutes({ prisma, pins, keyring, clock, logger, publicBaseUrl: BASE }));
   app.use(errorHandler(logger));

@@ -84,3 +84,30 @@ describe("job latency", () => {
     });
   });
 });
+
+describe("worker liveness and queue lag gauges", () => {
+  it("report the heartbeat reader's values, and keep the last ones (source down) when Redis does not answer", async () => {
+    let fail = false;
+    const report = {
+      status: "ok" as const,
+      alive: 2,
+      workers: [],
+      queues: { events: { waiting: 1, active: 0, delayed: 0, failed: 0, lagSeconds: 3.5 }, inbound: { waiting: 0, active: 0, delayed: 0, failed: 0, lagSeconds: 0 } },
+      checkedAt: new Date().toISOString(),
+    };
+    const metrics = createMetrics({ logger, defaultMetrics: false, workerHealth: { read: async () => (fail ? Promise.reject(new Error("timed out")) : report) } });
+    const up = parseProm((await metrics.render()).body);
+    expect(value(up, "wabot_workers_alive")).toBe(2);
+    expect(value(up, "wabot_queue_lag_seconds", { queue: "events" })).toBe(3.5);
+    expect(value(up, "wabot_queue_lag_seconds", { queue: "inbound" })).toBe(0);
+    expect(value(up, "wabot_metrics_source_up", { source: "redis" })).toBe(1);
+
+    fail = true;
+    await new Promise((r) => setTimeout(r, 550)); // one read per scrape is shared for 500 ms
+    const down = parseProm((await metrics.render()).body);
+    expect(value(down, "wabot_metrics_source_up", { source: "redis" })).toBe(0);
+    // not a false "no worker alive" during a Redis outage
+    expect(value(down, "wabot_workers_alive")).toBe(2);
+    expect(value(down, "wabot_queue_lag_seconds", { queue: "events" })).toBe(3.5);
+  });
+});

@@ -39,7 +39,9 @@ describe("GET /metrics access", () => {
 
 describe("after a scripted conversation", () => {
   it("shows webhook, queue, job latency, Cloud API and verification funnel metrics with non-zero values", async () => {
-    // a customer writes; the bot answers (webhook → inbound job → outbound job → Cloud API → status webhooks)
+    // a customer writes; the bot answers (webhook → inbound job → outbound job → Cloud API → status webhooks);
+    // the first call for that answer is refused with 130429 (throughput) and retried
+    sys.sandbox.addFault({ type: "rate_limit", count: 1 });
     const { status } = await sys.sandbox.injectInbound({ from: "+447700900321", profileName: "Ada", text: "hello" });
     expect(status).toBe(200);
     await waitFor(() => sys.sandbox.conversation("447700900321").some((m) => m.direction === "outbound"));
@@ -82,8 +84,16 @@ describe("after a scripted conversation", () => {
     expect(value(s, "wabot_job_duration_seconds_count", { queue: "outbound", result: "completed" })).toBeGreaterThanOrEqual(2);
     expect(value(s, "wabot_job_duration_seconds_count", { queue: "statuses", result: "completed" })).toBeGreaterThanOrEqual(1);
     expect(value(s, "wabot_job_duration_seconds_sum", { queue: "inbound", result: "completed" })).toBeGreaterThan(0);
-    // Cloud API calls, from send_attempts
+    // Cloud API calls by outcome and Meta code, from send_attempts
     expect(value(s, "wabot_cloud_api_calls_total", { outcome: "accepted", code: "none" })).toBeGreaterThanOrEqual(2);
+    expect(value(s, "wabot_cloud_api_calls_total", { outcome: "transient_error", code: "130429" })).toBe(1);
+    expect(value(s, "wabot_cloud_api_calls_total", { outcome: "permanent_error" })).toBeUndefined();
+    // worker liveness and queue lag, read from Redis (this process runs the workers)
+    expect(value(s, "wabot_workers_alive")).toBe(1);
+    for (const queue of ["inbound", "statuses", "outbound", "events", "otp"]) {
+      expect(value(s, "wabot_queue_lag_seconds", { queue })).toBeGreaterThanOrEqual(0);
+      expect(value(s, "wabot_queue_lag_seconds", { queue })).toBeLessThan(5);
+    }
     // the verification funnel, from the audit trail
     const t = { tenant: sys.tenantId, channel: "whatsapp" };
     expect(value(s, "wabot_verifications_total", { ...t, event: "requested" })).toBe(1);

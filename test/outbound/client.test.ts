@@ -182,3 +182,37 @@ describe("error table", () => {
     expect(parseRetryAfter(undefined)).toBeUndefined();
   });
 });
+
+describe("keep-alive sockets", () => {
+  // A server that closes idle connections after 2 s and says so (`Keep-Alive: timeout=2`, as Node servers do).
+  // The client must drop an idle socket before the server does: a request written onto a socket the server is
+  // closing fails after it left (ECONNRESET), an `unknown` outcome that is retried and may repeat the message.
+  test("an idle socket is dropped before the server's announced keep-alive timeout, then a new one is used", async () => {
+    let connections = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ messaging_product: "whatsapp", contacts: [{ input: "+14155550123", wa_id: "14155550123" }], messages: [{ id: `wamid.ka${connections}` }] }));
+      });
+    });
+    server.keepAliveTimeout = 2_000;
+    server.on("connection", () => connections++);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const c = new CloudApiClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, version: "v23.0", timeoutMs: 2_000 });
+    try {
+      const send = () => c.sendMessage(PNID, TOKEN, body({ type: "text", text: { body: "hi" } }));
+      expect((await send()).ok).toBe(true);
+      expect((await send()).ok).toBe(true);
+      expect(connections).toBe(1); // reused while fresh
+      // past the client's limit (the announced 2 s less 1 s), short of the server's own 2 s
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect((await send()).ok).toBe(true);
+      expect(connections).toBe(2);
+    } finally {
+      c.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

@@ -3,7 +3,7 @@ import { FakeGraph } from "./fake-graph";
 import { createHarness, waitFor, type Harness } from "./harness";
 
 const RATE = 20;
-const COUNT = 50;
+const COUNT = 60;
 let graph: FakeGraph;
 let h: Harness;
 
@@ -28,7 +28,8 @@ test(`the per-number limiter holds ${RATE} messages per second (delayed jobs, no
   await waitFor(async () => (await h.prisma.message.count({ where: { id: { in: ids }, status: "sent" } })) === COUNT, 15_000, "all sent");
   const times = graph.requests.map((r) => r.at).sort((a, b) => a - b);
   expect(times).toHaveLength(COUNT); // each exactly once
-  // Fixed one-second windows: any sliding second sees at most two windows' worth; the whole run needs ≥ 2 windows.
+  // Fixed one-second windows: any sliding second sees at most two windows' worth; the whole run needs ≥ 3 windows
+  // (a limiter letting 40/s through would finish in two)
   let maxInWindow = 0;
   for (let i = 0; i < times.length; i++) {
     let j = i;
@@ -37,6 +38,7 @@ test(`the per-number limiter holds ${RATE} messages per second (delayed jobs, no
   }
   expect(maxInWindow).toBeLessThanOrEqual(2 * RATE);
   expect(times[times.length - 1]! - times[0]!).toBeGreaterThanOrEqual(Math.floor(COUNT / RATE - 1) * 1000 - 100);
-  // and the first second is capped at RATE
-  expect(times.filter((t) => t - times[0]! < 1000 - 50).length).toBeLessThanOrEqual(RATE);
+  // and the first window is capped at RATE. The first arrival may lag its window's start (a busy machine), so the
+  // next window can begin earlier than 1 s after it: allow 200 ms of that lag
+  expect(times.filter((t) => t - times[0]! < 1000 - 200).length).toBeLessThanOrEqual(RATE);
 });

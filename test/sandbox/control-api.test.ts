@@ -94,8 +94,15 @@ describe("sandbox control API and chat page", () => {
     expect(res.headers["content-type"]).toMatch(/text\/html/);
     expect(res.text).toMatch(/<input[^>]*aria-label="Message"/);
     expect(res.text).toMatch(/<button type="submit">Send<\/button>/);
-    expect(res.text).toContain('setAttribute("data-from", m.direction === "outbound" ? "bot" : "customer")');
-    expect(res.text).not.toMatch(/innerHTML/);
-    expect(res.text).not.toMatch(/<script src=/); // dependency-free
+    // the script is a same-origin file (a strict CSP: no inline script), nothing from a CDN
+    expect(res.headers["content-security-policy"]).toContain("script-src 'self'");
+    expect(res.text).not.toMatch(/<script>/);
+    expect(res.text).not.toMatch(/(src|href)="(https?:)?\/\//);
+    const scripts = [...res.text.matchAll(/<script src="([^"]+)"/g)].map((m) => m[1]!);
+    expect(scripts).toEqual(["/sandbox/assets/chat.js"]);
+    const script = await request(ctx.sandbox.app).get(scripts[0]!);
+    expect(script.status).toBe(200);
+    expect(script.text).toContain('"data-from": from');
+    expect(script.text).not.toMatch(/innerHTML/);
   });
 });

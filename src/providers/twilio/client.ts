@@ -1,6 +1,5 @@
-import http from "node:http";
-import https from "node:https";
 import axios, { type AxiosInstance } from "axios";
+import { keepAliveAgents, type KeepAliveAgents } from "../keep-alive";
 import { failureFromNetworkError, failureFromTwilioResponse, type TwilioFailure } from "./errors";
 
 /**
@@ -31,20 +30,18 @@ export class TwilioRestClient {
   readonly accountSid: string;
   readonly baseUrl: string;
   private readonly http: AxiosInstance;
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  private readonly agents: KeepAliveAgents;
 
   constructor(opts: TwilioClientOptions) {
     this.accountSid = opts.accountSid;
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     const maxSockets = opts.maxSockets ?? 64;
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: 16, keepAliveMsecs: 10_000 });
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets, maxFreeSockets: 16, keepAliveMsecs: 10_000 });
+    this.agents = keepAliveAgents({ maxSockets, maxFreeSockets: 16 });
     this.http = axios.create({
       baseURL: this.baseUrl,
       timeout: opts.timeoutMs ?? 10_000,
-      httpAgent: this.httpAgent,
-      httpsAgent: this.httpsAgent,
+      httpAgent: this.agents.httpAgent,
+      httpsAgent: this.agents.httpsAgent,
       auth: { username: opts.accountSid, password: opts.authToken },
       headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
       validateStatus: () => true, // every HTTP answer is a value
@@ -77,8 +74,7 @@ export class TwilioRestClient {
 
   /** Frees the keep-alive sockets (shutdown and tests). */
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.agents.destroy();
   }
 
   private resourcePath(resource: "Messages" | "Calls"): string {

@@ -1,7 +1,7 @@
-import http from "node:http";
-import https from "node:https";
 import axios, { AxiosError, type AxiosInstance } from "axios";
+import { keepAliveAgents, type KeepAliveAgents } from "../keep-alive";
 import { classifyMetaError } from "./errors";
+import { tierFromGraph } from "../../limits/tiers";
 import type { MarkAsReadBody, SendBody } from "./payload";
 
 /**
@@ -53,8 +53,7 @@ const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOST
 
 export class CloudApiClient {
   private readonly http: AxiosInstance;
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgent: https.Agent;
+  private readonly agents: KeepAliveAgents;
   readonly baseUrl: string;
   readonly version: string;
   readonly timeoutMs: number;
@@ -64,13 +63,12 @@ export class CloudApiClient {
     this.version = opts.version;
     this.timeoutMs = opts.timeoutMs;
     const maxSockets = opts.maxSockets ?? 512;
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: 64, keepAliveMsecs: 10_000 });
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets, maxFreeSockets: 64, keepAliveMsecs: 10_000 });
+    this.agents = keepAliveAgents({ maxSockets, maxFreeSockets: 64 });
     this.http = axios.create({
       baseURL: this.baseUrl,
       timeout: opts.timeoutMs,
-      httpAgent: this.httpAgent,
-      httpsAgent: this.httpsAgent,
+      httpAgent: this.agents.httpAgent,
+      httpsAgent: this.agents.httpsAgent,
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       validateStatus: () => true, // every HTTP answer is a value
       maxRedirects: 0,
@@ -83,9 +81,12 @@ export class CloudApiClient {
     return `${this.baseUrl}/${this.version}/${encodeURIComponent(phoneNumberId)}/messages`;
   }
 
-  /** Sends one message. Never throws for HTTP or network errors. */
-  async sendMessage(phoneNumberId: string, accessToken: string, body: SendBody): Promise<SendResult> {
-    const res = await this.post(phoneNumberId, accessToken, body);
+  /**
+   * Sends one message. Never throws for HTTP or network errors. `opts.requestId` goes out as `X-Request-Id` (the id
+   * of the webhook or API call behind the message; Meta ignores it, the sandbox and proxies record it).
+   */
+  async sendMessage(phoneNumberId: string, accessToken: string, body: SendBody, opts?: { requestId?: string }): Promise<SendResult> {
+    const res = await this.post(phoneNumberId, accessToken, body, opts?.requestId);
     if (!res.ok) return res;
     const data = res.data as { messages?: Array<{ id?: unknown }>; contacts?: Array<{ wa_id?: unknown }> } | undefined;
     const wamid = data?.messages?.[0]?.id;
@@ -104,16 +105,35 @@ export class CloudApiClient {
     return res.ok ? { ok: true } : res;
   }
 
-  /** Frees the keep-alive sockets (for shutdown and tests). */
-  close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+  /**
+   * Reads the messaging-limit tier of a number (docs/limits.md):
+   * `GET {base}/{version}/{phone_number_id}?fields=whatsapp_business_manager_messaging_limit`, e.g. `TIER_250`.
+   * Never throws for HTTP or network errors: they come back classified like a send's; a 2xx without a readable
+   * tier is `unknown`.
+   */
+  async getMessagingLimit(phoneNumberId: string, accessToken: string): Promise<{ ok: true; tier: string; httpStatus: number } | SendFailure> {
+    try {
+      const res = await this.http.get(`/${this.version}/${encodeURIComponent(phoneNumberId)}`, {
+        params: { fields: "whatsapp_business_manager_messaging_limit" },
+        headers: { Authorization: `Bearer ${accessToken}` },
+      });
+      if (res.status < 200 || res.status >= 300) return failureFromResponse(res.status, res.data, res.headers["retry-after"]);
+      const tier = tierFromGraph(res.data);
+      return tier ? { ok: true, tier, httpStatus: res.status } : { ok: false, kind: "unknown", httpStatus: res.status, title: "answer without a messaging-limit tier" };
+    } catch (err) {
+      return failureFromNetworkError(err);
+    }
   }
 
-  private async post(phoneNumberId: string, accessToken: string, body: unknown): Promise<{ ok: true; httpStatus: number; data: unknown } | SendFailure> {
+  /** Frees the keep-alive sockets (for shutdown and tests). */
+  close(): void {
+    this.agents.destroy();
+  }
+
+  private async post(phoneNumberId: string, accessToken: string, body: unknown, requestId?: string): Promise<{ ok: true; httpStatus: number; data: unknown } | SendFailure> {
     try {
       const res = await this.http.post(`/${this.version}/${encodeURIComponent(phoneNumberId)}/messages`, body, {
-        headers: { Authorization: `Bearer ${accessToken}` },
+        headers: requestId ? { Authorization: `Bearer ${accessToken}`, "X-Request-Id": requestId } : { Authorization: `Bearer ${accessToken}` },
       });
       if (res.status >= 200 && res.status < 300) return { ok: true, httpStatus: res.status, data: res.data };
       return failureFromResponse(res.status, res.data, res.headers["retry-after"]);

@@ -1,0 +1,80 @@
+/**
+ * Which app secret may sign webhooks for which business number. Most deployments have one Meta app
+ * (WHATSAPP_APP_SECRET) for every number; a tenant whose number belongs to another app has that app's secret
+ * (tenants.app_secret_enc). A webhook is authentic when one of the secrets signs it, and it may then speak only
+ * for the numbers of that secret: the deployment's secret for every number without its own, a tenant's secret for
+ * that tenant's numbers. So one business cannot sign updates in another's name.
+ *
+ * The tenant secrets are read from PostgreSQL at most every `ttlMs` and kept in memory (the webhook path makes no
+ * database round trip); a change is seen by every process within that time, at once in the one that made it
+ * (`invalidate`).
+ */
+export interface TenantAppSecret {
+  phoneNumberId: string;
+  wabaId: string | null;
+  appSecret: string;
+}
+
+export interface SecretScope {
+  secret: string;
+  /** null: the deployment's secret, valid for every number NOT in `ownNumbers` */
+  numbers: Set<string> | null;
+  wabaIds: Set<string> | null;
+}
+
+export interface SecretScopes {
+  deployment: SecretScope;
+  tenants: SecretScope[];
+  /** numbers that have their own secret: the deployment's secret does not speak for them */
+  ownNumbers: Set<string>;
+}
+
+export class WebhookSecrets {
+  private cached: { at: number; scopes: SecretScopes } | null = null;
+  private loading: Promise<SecretScopes> | null = null;
+
+  constructor(
+    private readonly deploymentSecret: string,
+    private readonly load: () => Promise<TenantAppSecret[]>,
+    private readonly ttlMs = 30_000,
+  ) {}
+
+  /** The scopes; a stale copy is served while a refresh runs, so only the first call of a process waits. */
+  async scopes(): Promise<SecretScopes> {
+    const c = this.cached;
+    if (c && Date.now() - c.at < this.ttlMs) return c.scopes;
+    const refresh = (this.loading ??= this.fetch().finally(() => (this.loading = null)));
+    if (c) {
+      refresh.catch(() => undefined); // keep serving the last good copy when PostgreSQL is away
+      return c.scopes;
+    }
+    return refresh;
+  }
+
+  /** after a change in this process: the next webhook waits for a fresh read (one round trip) */
+  invalidate(): void {
+    this.cached = null;
+  }
+
+  private async fetch(): Promise<SecretScopes> {
+    const rows = await this.load();
+    const bySecret = new Map<string, SecretScope>();
+    const ownNumbers = new Set<string>();
+    for (const r of rows) {
+      if (r.appSecret === this.deploymentSecret) continue;
+      ownNumbers.add(r.phoneNumberId);
+      const scope = bySecret.get(r.appSecret) ?? { secret: r.appSecret, numbers: new Set<string>(), wabaIds: new Set<string>() };
+      scope.numbers!.add(r.phoneNumberId);
+      if (r.wabaId) scope.wabaIds!.add(r.wabaId);
+      bySecret.set(r.appSecret, scope);
+    }
+    const scopes: SecretScopes = { deployment: { secret: this.deploymentSecret, numbers: null, wabaIds: null }, tenants: [...bySecret.values()], ownNumbers };
+    this.cached = { at: Date.now(), scopes };
+    return scopes;
+  }
+}
+
+/** May a webhook signed within `scope` speak for this number? */
+export function scopeAllows(scope: SecretScope, all: SecretScopes, phoneNumberId: string): boolean {
+  return scope.numbers === null ? !all.ownNumbers.has(phoneNumberId) : scope.numbers.has(phoneNumberId);
+}
