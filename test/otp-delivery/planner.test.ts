@@ -51,7 +51,8 @@ describe("with the system", () => {
     const calls = o.statusHookCalls.filter((c) => c.startsWith(d.messageId!));
     expect(calls.filter((c) => !c.endsWith(":sent")).length).toBeGreaterThanOrEqual(3);
     const msg = await prisma().message.findUniqueOrThrow({ where: { id: d.messageId! } });
-    expect(await prisma().statusEvent.count({ where: { wamid: msg.wamid! } })).toBe(3);
+    // `sent` may still be held (it can reach us before the wamid is stored) and lands after `read`: wait for it
+    await waitFor(async () => (await prisma().statusEvent.count({ where: { wamid: msg.wamid! } })) === 3, 15_000);
     const types = (await prisma().auditEvent.findMany({ where: { verificationId: v.id } })).map((a) => a.type).sort();
     expect(types).toEqual(["verification.delivered", "verification.requested", "verification.sent"]);
   });
