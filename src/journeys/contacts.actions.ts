@@ -5,6 +5,7 @@ import type { ActionContext, ActionExecutor, ActionResult } from "../flows/flow.
 import { maskPhone, type Logger } from "../observability/logger";
 import { OtpError } from "../otp/errors";
 import { normalizeNumber } from "../otp/phone";
+import type { BackgroundTasks } from "../shared/background";
 import type { ActionRegistry } from "./actions";
 import { activeLogins, loginsText, revokeLogins } from "./logins";
 
@@ -27,6 +28,8 @@ export interface ContactActionDeps {
   verifications?: { report(who: { tenantId: string; actor: string }, phoneE164: string, source: string): Promise<{ canceled: number; blockedUntil: Date }> };
   /** how long a deferred contact write keeps trying (default 30 s) */
   deferredWriteTimeoutMs?: number;
+  /** deferred writes are tracked here, so a shutdown waits for them (src/shared/background.ts) */
+  background?: BackgroundTasks;
 }
 
 /** `notify_business` events a flow may send, by `params.event`. */
@@ -121,6 +124,7 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
       }
     };
     const next = (pending ?? Promise.resolve()).then(run);
+    deps.background?.track(next);
     queues.set(ctx.contact.id, next);
     void next.finally(() => {
       if (queues.get(ctx.contact.id) === next) queues.delete(ctx.contact.id);

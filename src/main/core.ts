@@ -29,6 +29,7 @@ import { createPinActions } from "../journeys/pin.actions";
 import { createEmailSender, type EmailSender } from "../providers/email";
 import { systemMessageHandler } from "../journeys/system-messages";
 import { producerConnection } from "../queues/redis";
+import { BackgroundTasks } from "../shared/background";
 import { systemClock, type Clock } from "../shared/clock";
 import { Keyring } from "../shared/crypto";
 import { TenantDirectory } from "../tenants/tenant-directory";
@@ -74,6 +75,8 @@ export interface Core {
   inboundHandler: InboundHandler;
   limits: Limits;
   apiKeys: ApiKeys;
+  /** fire-and-forget work; `close()` drains it before closing PostgreSQL (src/shared/background.ts) */
+  background: BackgroundTasks;
   eventPublisher: EventPublisher;
   senders: CodeSenders;
   planner: OtpDeliveryPlanner;
@@ -140,13 +143,14 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   });
   const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, secrets: webhookSecrets, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
   const limits = new Limits(redis, config.QUEUE_PREFIX);
-  const apiKeys = new ApiKeys(prisma, keyring);
+  const background = new BackgroundTasks();
+  const apiKeys = new ApiKeys(prisma, keyring, background);
   const eventPublisher = new EventPublisher(prisma, queues.events, logger, { clock });
   const senders = createCodeSenders(config, logger);
   const otpEvents = new OtpEvents();
   // template statuses (message_template_status_update) and the paid-channel budget: docs/templates.md
-  const templateHealth = new TemplateHealth(prisma, logger);
-  void templateHealth.reload();
+  const templateHealth = new TemplateHealth(prisma, logger, undefined, background);
+  void background.run(() => templateHealth.reload());
   const fallbackBudget = new FallbackBudget({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, eventDispatch: (ids) => eventPublisher.dispatch(ids) });
   const planner = new OtpDeliveryPlanner({
     prisma, keyring, outbox, clock, logger, senders, config, templates: templateHealth, budget: fallbackBudget,
@@ -161,7 +165,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const pins = new PinService({ clock, logger });
   const email = createEmailSender(config, logger);
   const actions = mergeActions(
-    createContactActions({ prisma, eventPublisher, logger: logger.child({ component: "contact-actions" }), verifications }),
+    createContactActions({ prisma, eventPublisher, logger: logger.child({ component: "contact-actions" }), verifications, background }),
     createPinActions({ prisma, pins, keyring, clock, logger, email, config }),
     ...(opts.actions ?? []),
   );
@@ -186,7 +190,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
 
   return {
     config, logger, clock, prisma, redis, keyring, tenants, accountUpdates, queues, mailboxes, outbox, ingest, router, inboundHandler,
-    limits, apiKeys, eventPublisher, senders, planner, fallbackBudget, verifications, stepUp, webhookSecrets, flows, flowHandler, pins, email, metrics, workerHealth,
+    limits, apiKeys, background, eventPublisher, senders, planner, fallbackBudget, verifications, stepUp, webhookSecrets, flows, flowHandler, pins, email, metrics, workerHealth,
     messagingLimits, dailyCodes,
     async close() {
       senders.close();
@@ -195,6 +199,9 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
       if (redis.status !== "ready") await disconnectFirst(redis);
       // a shutdown never hangs: each step gets CLOSE_STEP_MS, then is named in a warning and left behind (the
       // process exits after close(); a pool waiting for a connection that is never released would block it)
+      // work started off the request path finishes first: it may still use PostgreSQL and Redis (a Prisma transaction
+      // open at $disconnect keeps its connection, and the pool would never end)
+      await bounded("background", background.drain(), logger);
       await bounded("queues", Promise.allSettled(Object.values(queues).map((q) => q.close())), logger);
       await Promise.allSettled([
         bounded("postgres", prisma.$disconnect(), logger),

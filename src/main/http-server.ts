@@ -134,9 +134,9 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   const tenantCreated: typeof onTenantCreated = (t) => {
     onTenantCreated?.(t);
     // a new tenant gets the built-in flows at once
-    void core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? installBuiltins(core, row.id) : undefined)).catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed"));
+    void core.background.run(() => core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? installBuiltins(core, row.id) : undefined)))?.catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed"));
     // and its messaging-limit tier is read from Meta (docs/limits.md)
-    void core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? core.messagingLimits.refresh(row.id) : undefined)).catch((err: Error) => core.logger.warn({ err: err.message }, "messaging-limit tier not read"));
+    void core.background.run(() => core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? core.messagingLimits.refresh(row.id) : undefined)))?.catch((err: Error) => core.logger.warn({ err: err.message }, "messaging-limit tier not read"));
   };
   const adminApi = Router().use(
     flowsRoutes({ prisma: core.prisma, flows: core.flows, stepUp: core.stepUp }),

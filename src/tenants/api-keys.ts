@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { PrismaClient } from "../db/prisma";
+import { BackgroundTasks } from "../shared/background";
 import type { Keyring } from "../shared/crypto";
 
 export const SCOPES = ["verify", "admin", "read"] as const;
@@ -35,6 +36,7 @@ export class ApiKeys {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly keyring: Keyring,
+    private readonly background = new BackgroundTasks(),
   ) {}
 
   async create(tenantId: string, scopes: Scope[], name = ""): Promise<{ id: string; key: string; prefix: string; scopes: Scope[]; name: string; createdAt: Date }> {
@@ -77,7 +79,7 @@ export class ApiKeys {
     // the secret is at hand, so the old key can be dropped (npm run secrets:reencrypt cannot do this: no secret)
     if (!check.current) {
       const rehashed = this.keyring.keyedHash("api-key", secret);
-      void this.prisma.apiKey.updateMany({ where: { id: row.id, secretHash: row.secretHash }, data: { secretHash: rehashed } }).catch(() => undefined);
+      void this.background.run(() => this.prisma.apiKey.updateMany({ where: { id: row.id, secretHash: row.secretHash }, data: { secretHash: rehashed } }))?.catch(() => undefined);
     }
     this.touch(row.id);
     const principal: Principal = { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };
@@ -91,6 +93,6 @@ export class ApiKeys {
     const now = Date.now();
     if ((this.lastTouched.get(id) ?? 0) > now - 60_000) return;
     this.lastTouched.set(id, now);
-    void this.prisma.apiKey.update({ where: { id }, data: { lastUsedAt: new Date(now) } }).catch(() => undefined);
+    void this.background.run(() => this.prisma.apiKey.update({ where: { id }, data: { lastUsedAt: new Date(now) } }))?.catch(() => undefined);
   }
 }

@@ -7,6 +7,7 @@ import { transaction, type PrismaClient } from "../db/prisma";
 import { EventPublisher } from "../events/publisher";
 import type { EventType } from "../events/types";
 import type { Logger } from "../observability/logger";
+import { BackgroundTasks } from "../shared/background";
 import type { AccountUpdateHandler } from "./account-updates";
 import { readSettings, type Channel, type TenantSettings } from "./settings";
 import type { TenantRecord } from "./tenant-directory";
@@ -82,11 +83,12 @@ export class TemplateHealth {
     private readonly prisma: PrismaClient,
     private readonly logger: Logger,
     private readonly maxAgeMs = 2_000,
+    private readonly background = new BackgroundTasks(),
   ) {}
 
   /** The unsendable status of this template for the tenant, or null (sendable or unknown). */
   blockedStatus(tenantId: string, name: string, language: string): string | null {
-    if (Date.now() - this.loadedAt > this.maxAgeMs) void this.reload();
+    if (Date.now() - this.loadedAt > this.maxAgeMs) void this.background.run(() => this.reload());
     return this.blocked.get(tenantId)?.get(keyOf(name, language)) ?? null;
   }
 
