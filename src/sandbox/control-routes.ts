@@ -54,6 +54,13 @@ function badRequest(res: Response, error: z.ZodError): void {
   res.status(400).json({ error: { code: "invalid_request", message: error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ") } });
 }
 
+/** The business number a control request names (the first one when it names none), or a 404 answered. */
+function businessNumber(deps: ControlDeps, res: Response, phoneNumberId: string | undefined): SandboxPhoneNumber | undefined {
+  const phone = phoneNumberId ? deps.phones.find((p) => p.phoneNumberId === phoneNumberId) : deps.phones[0];
+  if (!phone) res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${phoneNumberId}` } });
+  return phone;
+}
+
 /** The control API under /sandbox/api: JSON in, JSON out, zod-validated. */
 export function controlRouter(deps: ControlDeps, streams: EventStreams): express.Router {
   const router = express.Router();
@@ -65,9 +72,7 @@ export function controlRouter(deps: ControlDeps, streams: EventStreams): express
   router.post("/inbound", async (req, res) => {
     const parsed = injectInputSchema.safeParse(req.body ?? {});
     if (!parsed.success) return badRequest(res, parsed.error);
-    if (parsed.data.phoneNumberId && !deps.phones.some((p) => p.phoneNumberId === parsed.data.phoneNumberId)) {
-      return res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${parsed.data.phoneNumberId}` } });
-    }
+    if (!businessNumber(deps, res, parsed.data.phoneNumberId)) return;
     res.status(201).json(await deps.inject(parsed.data));
   });
   router.post("/faults", (req, res) => {
@@ -91,8 +96,8 @@ export function controlRouter(deps: ControlDeps, streams: EventStreams): express
   router.post("/templates/status", async (req, res) => {
     const parsed = templateStatusInputSchema.safeParse(req.body ?? {});
     if (!parsed.success) return badRequest(res, parsed.error);
-    const phone = parsed.data.phoneNumberId ? deps.phones.find((p) => p.phoneNumberId === parsed.data.phoneNumberId) : deps.phones[0];
-    if (!phone) return res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${parsed.data.phoneNumberId}` } });
+    const phone = businessNumber(deps, res, parsed.data.phoneNumberId);
+    if (!phone) return;
     if (!deps.setTemplateStatus) return res.status(501).json({ error: { code: "not_supported", message: "template statuses are not supported here" } });
     const webhookStatus = await deps.setTemplateStatus(phone, parsed.data);
     const { name, language, status } = parsed.data;
@@ -101,8 +106,8 @@ export function controlRouter(deps: ControlDeps, streams: EventStreams): express
   router.post("/messaging-limit", async (req, res) => {
     const parsed = messagingLimitInputSchema.safeParse(req.body ?? {});
     if (!parsed.success) return badRequest(res, parsed.error);
-    const phone = parsed.data.phoneNumberId ? deps.phones.find((p) => p.phoneNumberId === parsed.data.phoneNumberId) : deps.phones[0];
-    if (!phone) return res.status(404).json({ error: { code: "unknown_phone_number", message: `no business number ${parsed.data.phoneNumberId}` } });
+    const phone = businessNumber(deps, res, parsed.data.phoneNumberId);
+    if (!phone) return;
     if (!deps.setMessagingLimit) return res.status(501).json({ error: { code: "not_supported", message: "messaging limits are not supported here" } });
     const out = await deps.setMessagingLimit(phone, parsed.data);
     res.json({ phoneNumberId: phone.phoneNumberId, wabaId: wabaIdOf(phone), tier: parsed.data.tier, ...out });
