@@ -8,6 +8,7 @@ import { pick, type Locale } from "../otp/locale";
 import type { PinService } from "../pin/pin.service";
 import { isPlainAddress, maskEmail, type EmailSender } from "../providers/email/ports";
 import type { Clock } from "../shared/clock";
+import { escapeHtml } from "../shared/html";
 import type { Keyring } from "../shared/crypto";
 import type { ActionRegistry } from "./actions";
 
@@ -104,8 +105,6 @@ const EMAIL: Record<Locale, EmailTexts> = {
     text: ({ business, link, minutes }) => `${EMAIL.pt_BR.intro(business)}\n\n${link}\n\n${EMAIL.pt_BR.after(minutes)}\n`,
   },
 };
-
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 /** The reset email in the contact's locale (en_US, es, pt_BR; others fall back by language, then English). */
 export function pinResetEmail(locale: string, p: { business: string; link: string; minutes: number }): { subject: string; text: string; html: string } {

@@ -1,8 +1,6 @@
-/** The console's sign-in page, rendered on the server (no script needed to sign in; text is HTML-escaped). */
+import { escapeHtml } from "../../shared/html";
 
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
-}
+/** The console's sign-in page, rendered on the server (no script needed to sign in; text is HTML-escaped). */
 
 export function signInPage(opts: { error?: string }): string {
   const error = opts.error
