@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { GraphResult } from "./cloud-api";
 import { wabaIdOf } from "./envelope";
 import { fbtraceId } from "./ids";
+import { limitOfTier } from "../limits/tiers";
 import { MetaError, authError } from "./meta-errors";
 import type { SandboxPhoneNumber } from "./types";
 
@@ -18,7 +19,11 @@ import type { SandboxPhoneNumber } from "./types";
 export const DEFAULT_TIER = "TIER_250";
 /** current names first, then the older ones Meta still sends */
 export const TIERS = ["TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED", "TIER_50", "TIER_1K"] as const;
-const RANK: Record<string, number> = { TIER_50: 0, TIER_250: 1, TIER_1K: 2, TIER_2K: 3, TIER_10K: 4, TIER_100K: 5, TIER_UNLIMITED: 6 };
+/** for the event's direction: a tier's size (unlimited is the highest, an unknown name the lowest) */
+const rank = (tier: string): number => {
+  const limit = limitOfTier(tier);
+  return limit === null ? Infinity : (limit ?? 0);
+};
 export const QUALITY_EVENTS = ["UPGRADE", "DOWNGRADE", "FLAGGED", "UNFLAGGED", "ONBOARDING"] as const;
 
 export const messagingLimitInputSchema = z.strictObject({
@@ -86,7 +91,7 @@ export class SandboxMessagingLimits {
   set(phone: SandboxPhoneNumber, input: MessagingLimitInput, nowMs: number): { oldTier: string; event: string; envelope: Record<string, unknown> | null } {
     const oldTier = this.tierOf(phone.phoneNumberId);
     this.tiers.set(phone.phoneNumberId, input.tier);
-    const event = input.event ?? ((RANK[input.tier] ?? 0) < (RANK[oldTier] ?? 0) ? "DOWNGRADE" : "UPGRADE");
+    const event = input.event ?? (rank(input.tier) < rank(oldTier) ? "DOWNGRADE" : "UPGRADE");
     if (!input.webhook) return { oldTier, event, envelope: null };
     const value = {
       display_phone_number: phone.displayPhoneNumber.replace(/\D/g, ""),
