@@ -1,4 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
+import { z } from "zod";
+import type { PrismaClient } from "../db/prisma";
 import { OtpError } from "../otp/errors";
 import type { Limits } from "../otp/limits";
 import { safeEqual } from "../shared/crypto";
@@ -86,15 +88,30 @@ export function bearerAuth(check: KeyAuthenticator): RequestHandler {
   };
 }
 
+/** Whether a principal holds a scope: the deployment's admin holds every one, and admin implies read. */
+export function hasScope(p: Principal, scope: Scope): boolean {
+  return p.superAdmin || p.scopes.includes(scope) || (scope === "read" && p.scopes.includes("admin"));
+}
+
 export function requireScope(scope: Scope): RequestHandler {
   return (req, _res, next) => {
     const p = req.principal;
     if (!p) return next(new ApiError(401, "unauthorized", "Authorization is required"));
-    // admin implies read
-    const has = p.superAdmin || p.scopes.includes(scope) || (scope === "read" && p.scopes.includes("admin"));
-    if (!has) return next(new ApiError(403, "forbidden", `This key lacks the ${scope} scope`));
+    if (!hasScope(p, scope)) return next(new ApiError(403, "forbidden", `This key lacks the ${scope} scope`));
     next();
   };
+}
+
+/**
+ * The tenant a request works on: the key's own when `asked` is absent or names it; only the deployment's admin may
+ * name another (an existing one). Anything else is `404 tenant_not_found`, so ids of other tenants are not revealed.
+ */
+export async function askedTenant(prisma: PrismaClient, p: Principal, asked: unknown): Promise<string> {
+  if (asked === undefined || asked === p.tenantId) return p.tenantId;
+  if (typeof asked !== "string" || !z.uuid().safeParse(asked).success || !p.superAdmin) throw new ApiError(404, "tenant_not_found", "No such tenant");
+  const t = await prisma.tenant.findUnique({ where: { id: asked }, select: { id: true } });
+  if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
+  return t.id;
 }
 
 export function requireSuperAdmin(): RequestHandler {

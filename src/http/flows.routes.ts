@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { PrismaClient } from "../db/prisma";
 import { FlowNotFoundError, type FlowStore } from "../flows/flow-store";
 import { parseFlowText, validateFlow, type FlowError } from "../flows/schema";
-import { requireScope } from "./auth";
+import { askedTenant, requireScope } from "./auth";
 import { ApiError } from "./errors";
 
 const BODY_LIMIT = "1mb";
@@ -38,15 +38,7 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
     return { status: 200, body: { name, deleted: true } };
   });
 
-  async function tenantOf(req: Request): Promise<string> {
-    const p = req.principal!;
-    const asked = req.query.tenantId;
-    if (asked === undefined || asked === p.tenantId) return p.tenantId;
-    if (typeof asked !== "string" || !z.uuid().safeParse(asked).success || !p.superAdmin) throw new ApiError(404, "tenant_not_found", "No such tenant");
-    const t = await prisma.tenant.findUnique({ where: { id: asked }, select: { id: true } });
-    if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
-    return t.id;
-  }
+  const tenantOf = (req: Request) => askedTenant(prisma, req.principal!, req.query.tenantId);
 
   function nameOf(req: Request): string {
     const name = req.params.name as string;

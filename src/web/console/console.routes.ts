@@ -4,7 +4,7 @@ import express, { Router, type NextFunction, type Request, type RequestHandler, 
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { PrismaClient } from "../../db/prisma";
-import type { KeyAuthenticator } from "../../http/auth";
+import { askedTenant, hasScope, type KeyAuthenticator } from "../../http/auth";
 import { ApiError, sendError } from "../../http/errors";
 import { parseInput } from "../../http/validate";
 import type { Logger } from "../../observability/logger";
@@ -52,7 +52,7 @@ function cookieValue(req: Request, name: string): string | undefined {
 }
 
 function canUseConsole(p: Principal): boolean {
-  return p.superAdmin || p.scopes.includes("admin") || p.scopes.includes("read");
+  return hasScope(p, "read");
 }
 
 /**
@@ -155,15 +155,8 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
   api.use(noStore, originCheck, apiSession, requireCsrf);
 
   /** The tenant a request reads: the key's own; the deployment's admin may name another with ?tenantId=. */
-  const tenantOf = async (req: Request): Promise<string> => {
-    const p = req.principal!;
-    const asked = req.query.tenantId;
-    if (asked === undefined || asked === "" || asked === p.tenantId) return p.tenantId;
-    if (typeof asked !== "string" || !z.uuid().safeParse(asked).success || !p.superAdmin) throw new ApiError(404, "tenant_not_found", "No such tenant");
-    const t = await deps.prisma.tenant.findUnique({ where: { id: asked }, select: { id: true } });
-    if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
-    return t.id;
-  };
+  // the page's tenant picker sends an empty value for the key's own tenant
+  const tenantOf = (req: Request) => askedTenant(deps.prisma, req.principal!, req.query.tenantId === "" ? undefined : req.query.tenantId);
 
   api.get("/session", async (req, res) => {
     const p = req.principal!;
@@ -177,7 +170,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
       tenantId: p.tenantId,
       scopes: p.scopes,
       superAdmin: p.superAdmin,
-      canWrite: p.superAdmin || p.scopes.includes("admin"),
+      canWrite: hasScope(p, "admin"),
       csrfToken: req.consoleSession!.session.csrf,
       idleSeconds: sessions.idleSeconds,
       tenants,
