@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Queue, Worker, Job } from "bullmq";
 import type { Logger } from "./logger";
 import type { WorkerHealth } from "./worker-health";
+import { withTimeout } from "../shared/timeout";
 
 /**
  * Prometheus metrics of one process (docs/metrics.md). One Registry per process, built by core.ts and passed
@@ -68,18 +69,6 @@ export interface MetricsOptions {
   defaultLabels?: Record<string, string>;
   /** worker heartbeats and queue lag, read from Redis at scrape time (wabot_workers_alive, wabot_queue_lag_seconds) */
   workerHealth?: Pick<WorkerHealth, "read">;
-}
-
-class TimeoutError extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  p.catch(() => undefined); // a late rejection after the timeout must not become an unhandled rejection
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 interface DbSnapshot {

@@ -7,6 +7,7 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Logger } from "./logger";
 import { projectRoot } from "../shared/project-root";
+import { withTimeout } from "../shared/timeout";
 
 /**
  * Worker liveness and queue lag, apart from /readyz (which checks PostgreSQL and Redis only, for a load balancer).
@@ -211,7 +212,7 @@ export function createWorkerHealth(opts: WorkerHealthOptions): WorkerHealth {
   return {
     read() {
       if (current && now() - current.at < cacheMs) return current.value;
-      const value = withTimeout(readOnce(), timeoutMs);
+      const value = withTimeout(readOnce(), timeoutMs, "worker health read");
       current = { at: now(), value };
       value.catch(() => {
         if (current?.value === value) current = null; // a failed read is not reused
@@ -219,14 +220,4 @@ export function createWorkerHealth(opts: WorkerHealthOptions): WorkerHealth {
       return value;
     },
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  p.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`worker health read timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
