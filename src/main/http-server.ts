@@ -133,10 +133,16 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   // flows first: the admin router's own JSON parser (256 kB) must not take the flows routes' bodies (1 MB, YAML)
   const tenantCreated: typeof onTenantCreated = (t) => {
     onTenantCreated?.(t);
-    // a new tenant gets the built-in flows at once
-    void core.background.run(() => core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? installBuiltins(core, row.id) : undefined)))?.catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed"));
-    // and its messaging-limit tier is read from Meta (docs/limits.md)
-    void core.background.run(() => core.tenants.byPhoneNumberId(t.phoneNumberId).then((row) => (row ? core.messagingLimits.refresh(row.id) : undefined)))?.catch((err: Error) => core.logger.warn({ err: err.message }, "messaging-limit tier not read"));
+    // the tenant is looked up once; then, independently, it gets the built-in flows and its messaging-limit tier is
+    // read from Meta (docs/limits.md)
+    void core.background.run(async () => {
+      const row = await core.tenants.byPhoneNumberId(t.phoneNumberId).catch((err: Error) => void core.logger.error({ err: err.message }, "new tenant not found: built-in flows not installed"));
+      if (!row) return;
+      await Promise.all([
+        installBuiltins(core, row.id).catch((err: Error) => core.logger.error({ err: err.message }, "built-in flows not installed")),
+        core.messagingLimits.refresh(row.id).catch((err: Error) => core.logger.warn({ err: err.message }, "messaging-limit tier not read")),
+      ]);
+    });
   };
   const adminApi = Router().use(
     flowsRoutes({ prisma: core.prisma, flows: core.flows, stepUp: core.stepUp }),
