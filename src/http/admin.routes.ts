@@ -11,7 +11,7 @@ import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import type { StepUp } from "../tenants/step-up";
-import { requireScope, requireSuperAdmin } from "./auth";
+import { assertTenantAccess, requireScope, requireSuperAdmin } from "./auth";
 import { ApiError } from "./errors";
 import { parseInput } from "./validate";
 
@@ -182,7 +182,7 @@ export function adminRoutes(deps: {
   /** the tenant a request may act on: super-admin any, a tenant key only its own */
   async function tenantFor(req: Request, id: string) {
     const p = req.principal!;
-    if (!uuid.safeParse(id).success || (!p.superAdmin && p.tenantId !== id)) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    assertTenantAccess(p, id);
     const t = await prisma.tenant.findUnique({ where: { id } });
     if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
     return t;

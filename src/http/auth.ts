@@ -103,6 +103,14 @@ export function requireScope(scope: Scope): RequestHandler {
 }
 
 /**
+ * A tenant named in a path (`/tenants/{id}`): the deployment's admin may act on any, a tenant's key only on its own.
+ * Anything else is `404 tenant_not_found` (whether the tenant exists is not revealed). The caller then reads the row.
+ */
+export function assertTenantAccess(p: Principal, id: string): void {
+  if (!z.uuid().safeParse(id).success || (!p.superAdmin && p.tenantId !== id)) throw new ApiError(404, "tenant_not_found", "No such tenant");
+}
+
+/**
  * The tenant a request works on: the key's own when `asked` is absent or names it; only the deployment's admin may
  * name another (an existing one). Anything else is `404 tenant_not_found`, so ids of other tenants are not revealed.
  */

@@ -2,12 +2,11 @@ import { Router, type Request } from "express";
 import { z } from "zod";
 import type { PrismaClient } from "../db/prisma";
 import type { MessagingLimits } from "../limits/messaging-limit";
-import { requireScope } from "./auth";
+import { assertTenantAccess, requireScope } from "./auth";
 import { ApiError } from "./errors";
 import { parseInput } from "./validate";
 
 const params = z.object({ id: z.string() });
-const uuid = z.uuid();
 
 /**
  * Meta's messaging limit per tenant (docs/limits.md), under /admin next to the admin API (same authentication):
@@ -20,7 +19,7 @@ export function limitsRoutes(deps: { prisma: PrismaClient; messagingLimits: Mess
   async function tenantFor(req: Request): Promise<string> {
     const { id } = parseInput(params, req.params);
     const p = req.principal!;
-    if (!uuid.safeParse(id).success || (!p.superAdmin && p.tenantId !== id)) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    assertTenantAccess(p, id);
     const t = await deps.prisma.tenant.findUnique({ where: { id }, select: { id: true } });
     if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
     return t.id;

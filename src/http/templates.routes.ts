@@ -1,14 +1,12 @@
 import { Router, type Request } from "express";
-import { z } from "zod";
 import type { Config } from "../config/env";
 import type { PrismaClient } from "../db/prisma";
 import type { FallbackBudget } from "../otp/fallback-budget";
 import { readSettings } from "../tenants/settings";
 import { templateCatalogue } from "../tenants/templates";
-import { requireScope } from "./auth";
+import { assertTenantAccess, requireScope } from "./auth";
 import { ApiError } from "./errors";
 
-const uuid = z.uuid();
 
 /**
  * The tenant's WhatsApp templates with Meta's last known status, and today's spend on paid code channels
@@ -25,7 +23,7 @@ export function templatesRoutes(deps: {
 
   async function tenantFor(req: Request, id: string) {
     const p = req.principal!;
-    if (!uuid.safeParse(id).success || (!p.superAdmin && p.tenantId !== id)) throw new ApiError(404, "tenant_not_found", "No such tenant");
+    assertTenantAccess(p, id);
     const t = await prisma.tenant.findUnique({ where: { id }, select: { id: true, settings: true } });
     if (!t) throw new ApiError(404, "tenant_not_found", "No such tenant");
     return t;
