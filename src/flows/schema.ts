@@ -184,6 +184,7 @@ export const httpStep = z.strictObject({
 export const ACTIONS = [
   "mark_verified", "clear_verified", "list_logins", "revoke_logins", "revoke_login", "change_number", "pin_status",
   "request_pin_reset", "remove_pin", "set_recovery_email", "notify_business", "report_unauthorized", "clear_reverify",
+  "cancel_pin_reset",
 ] as const;
 export const actionStep = z.strictObject({
   ...base,

@@ -16,16 +16,21 @@ import type { ActionRegistry } from "./actions";
  * Two-step verification, the forgotten-PIN side: the `pin_status`, `request_pin_reset` and `remove_pin` actions of
  * flows' `action` steps (src/flows/schema.ts ACTIONS).
  *
- * - `pin_status` → `{set, hasEmail, resetAvailableAt?}`: whether the contact has a PIN, a recovery email, and when
- *   the waiting-period reset opens (ISO time; only with a PIN).
+ * - `pin_status` (optional `purpose`) → `{set, hasEmail, proven, required, resetPending, resetAvailableAt?}`: whether
+ *   the contact has a PIN, a recovery email, whether the PIN was proven in the last PIN_PROOF_MINUTES, whether the
+ *   tenant asks for it after a code of `purpose` (`pin.requireFor`), and a pending waiting-period reset (ISO time).
  * - `request_pin_reset`, with a recovery email (and an email channel): a single-use link
  *   `{PUBLIC_BASE_URL}/pin-reset/{token}`, valid PIN_RESET_LINK_MINUTES, emailed in the contact's locale
  *   → `{sent: "email", emailMasked}` (`throttled: true` when a link was sent less than a minute ago and none was sent
  *   again). The token is 32 random bytes (base64url); only its keyed hash is stored. A new link replaces the
  *   contact's older unused ones. Without a recovery email (or without an email channel): the tenant's waiting
- *   period, counted from when the PIN was last set → `{sent: "wait", availableAt}`, or, once it has passed, the PIN is
- *   removed → `{sent: "removed"}`. No PIN → error `pin_not_set`.
- * - `remove_pin` → `{removed}`. Only for a flow that has just verified the customer with a code: the flow decides.
+ *   period, counted from this request → `{sent: "wait", availableAt, requested}` (`requested: true` when this
+ *   request started it); a request once it has passed removes the PIN → `{sent: "removed"}`. A right PIN, or
+ *   `cancel_pin_reset`, cancels the pending reset. No PIN → error `pin_not_set`.
+ * - `cancel_pin_reset` → `{canceled}`: the owner's "that wasn't me" on a pending reset.
+ * - `remove_pin` → `{removed}`, and `set_recovery_email`: only with the PIN proven in the last PIN_PROOF_MINUTES
+ *   (typed right, or just set), else error `pin_required`: whoever holds the number cannot drop the second lock or
+ *   point its recovery at their own mailbox.
  *
  * Nothing here logs an email address in clear or a token; flows see the address masked only.
  */
@@ -175,12 +180,17 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
   }
 
   return {
-    async pin_status(ctx) {
+    async pin_status(ctx, params) {
       const set = await pins.has(prisma, ctx.contact.id);
-      if (!set) return { ok: true, data: { set: false, hasEmail: false } };
+      if (!set) return { ok: true, data: { set: false, hasEmail: false, proven: false, required: false, resetPending: false } };
       const email = await pins.recoveryEmail(prisma, ctx.contact.id);
-      const resetAvailableAt = await pins.resetAvailableAt(prisma, ctx.contact.id);
-      return { ok: true, data: { set: true, hasEmail: !!email, resetAvailableAt: resetAvailableAt.toISOString() } };
+      const pending = await pins.pendingReset(prisma, ctx.contact.id);
+      const proven = (await pins.provenWithin(prisma, ctx.contact.id)) === true;
+      const required = typeof params.purpose === "string" ? await pins.requiredFor(prisma, ctx.tenant.id, params.purpose) : true;
+      return {
+        ok: true,
+        data: { set: true, hasEmail: !!email, proven, required, resetPending: pending !== null, ...(pending ? { resetAvailableAt: pending.availableAt.toISOString() } : {}) },
+      };
     },
 
     async request_pin_reset(ctx) {
@@ -194,16 +204,36 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
           "pin reset by email unavailable: the waiting period applies",
         );
       }
-      const availableAt = await pins.resetAvailableAt(prisma, ctx.contact.id);
-      if (availableAt.getTime() > ctx.now.getTime()) {
-        log.info({ tenantId: ctx.tenant.id, contactId: ctx.contact.id, availableAt: availableAt.toISOString() }, "pin reset: waiting period");
-        return { ok: true, data: { sent: "wait", availableAt: availableAt.toISOString() } };
+      // the wait counts from the request: whoever holds the number now cannot drop a PIN set long ago at once
+      const r = await prisma.$transaction(async (tx) => {
+        const req = await pins.requestReset(tx, ctx.contact.id);
+        if (req?.state === "requested") {
+          await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_requested", actor: "customer", subject: ctx.contact.id, data: { via: "wait", flow: ctx.flow, availableAt: req.availableAt.toISOString() }, at: ctx.now });
+        }
+        return req;
+      });
+      if (!r) return { ok: false, error: "pin_not_set" };
+      if (r.state !== "due") {
+        log.info({ tenantId: ctx.tenant.id, contactId: ctx.contact.id, availableAt: r.availableAt.toISOString(), started: r.state === "requested" }, "pin reset: waiting period");
+        return { ok: true, data: { sent: "wait", availableAt: r.availableAt.toISOString(), requested: r.state === "requested" } };
       }
       await removeWith(ctx, "wait");
       return { ok: true, data: { sent: "removed" } };
     },
 
+    async cancel_pin_reset(ctx) {
+      const canceled = await prisma.$transaction(async (tx) => {
+        const done = await pins.cancelReset(tx, ctx.contact.id);
+        if (done) await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_canceled", actor: "customer", subject: ctx.contact.id, data: { flow: ctx.flow }, at: ctx.now });
+        return done;
+      });
+      if (canceled) log.info({ tenantId: ctx.tenant.id, contactId: ctx.contact.id }, "pending pin reset cancelled by the customer");
+      return { ok: true, data: { canceled } };
+    },
+
     async remove_pin(ctx) {
+      const proven = await pins.provenWithin(prisma, ctx.contact.id);
+      if (proven === false) return { ok: false, error: "pin_required" };
       return { ok: true, data: { removed: await removeWith(ctx, "flow") } };
     },
 
@@ -211,6 +241,9 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
     async set_recovery_email(ctx, params) {
       const email = typeof params.email === "string" ? params.email.trim().toLowerCase() : "";
       if (!isPlainAddress(email)) return { ok: false, error: "invalid_email" };
+      const proven = await pins.provenWithin(prisma, ctx.contact.id);
+      if (proven === "no_pin") return { ok: false, error: "pin_not_set" };
+      if (!proven) return { ok: false, error: "pin_required" };
       const res = await prisma.contactPin.updateMany({ where: { tenantId: ctx.tenant.id, contactId: ctx.contact.id }, data: { recoveryEmail: email } });
       if (res.count === 0) return { ok: false, error: "pin_not_set" };
       await recordAudit(prisma, { tenantId: ctx.tenant.id, type: "pin.recovery_email_set", actor: `flow:${ctx.flow}`, subject: ctx.contact.id, data: {}, at: ctx.now });

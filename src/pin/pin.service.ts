@@ -15,12 +15,20 @@ import { weakPinReason, type WeakContext } from "./pin-policy";
  *   `locked`. A right PIN (outside a lock) resets the counter; a wrong one after a lock ran out starts again at 1.
  * - Every verify derives exactly one scrypt key (against a dummy when there is no PIN), so timing does not tell
  *   "locked" from "wrong" from "not set".
- * - `updated_at` is the time the PIN was last set (the counter updates leave it alone): the waiting-period
- *   reset is measured from it.
+ * - A forgotten PIN's waiting-period reset counts from the request (`reset_requested_at`), never from when the PIN
+ *   was set: a PIN set long ago is not removed at once by whoever holds the number now (a SIM swap). A right PIN,
+ *   or the owner's "that wasn't me", cancels the pending reset; setting a new PIN clears it too.
+ * - `verified_at` is the last proof of the PIN (typed right, or set): account-changing actions ask for a recent one
+ *   (`provenWithin`).
  * Methods take the caller's transaction client; time comes from the injected clock.
  */
 export type PinSetResult = { ok: true } | { ok: false; reason: "weak"; message: string };
 export type PinVerifyResult = { status: "approved" } | { status: "wrong"; attemptsLeft: number } | { status: "locked"; until: Date } | { status: "not_set" };
+/** A waiting-period reset: asked now (`requested`), still running (`waiting`), or over (`due`: the PIN may be removed). */
+export type PinResetRequest = { state: "requested" | "waiting"; requestedAt: Date; availableAt: Date } | { state: "due"; requestedAt: Date; availableAt: Date };
+
+/** How long a right PIN counts as proof for an account-changing action (a number change, a recovery email…). */
+export const PIN_PROOF_MINUTES = 15;
 
 export interface PinServiceDeps {
   clock: Clock;
@@ -61,8 +69,8 @@ export class PinService {
     const now = this.deps.clock.now();
     await tx.contactPin.upsert({
       where: { contactId: input.contactId },
-      create: { tenantId: input.tenantId, contactId: input.contactId, pinHash, failedAttempts: 0, lockedUntil: null, recoveryEmail: input.recoveryEmail ?? null, createdAt: now, updatedAt: now },
-      update: { pinHash, failedAttempts: 0, lockedUntil: null, updatedAt: now, ...(input.recoveryEmail !== undefined ? { recoveryEmail: input.recoveryEmail } : {}) },
+      create: { tenantId: input.tenantId, contactId: input.contactId, pinHash, failedAttempts: 0, lockedUntil: null, recoveryEmail: input.recoveryEmail ?? null, verifiedAt: now, createdAt: now, updatedAt: now },
+      update: { pinHash, failedAttempts: 0, lockedUntil: null, resetRequestedAt: null, verifiedAt: now, updatedAt: now, ...(input.recoveryEmail !== undefined ? { recoveryEmail: input.recoveryEmail } : {}) },
     });
     this.deps.logger.info({ tenantId: input.tenantId, contactId: input.contactId, replaced: existing !== null }, "pin set");
     return { ok: true };
@@ -78,11 +86,17 @@ export class PinService {
     if (row.lockedUntil && row.lockedUntil > now) return { status: "locked", until: row.lockedUntil };
 
     if (right) {
-      const n = await tx.$executeRaw`
-        UPDATE contact_pins SET failed_attempts = 0, locked_until = NULL
-         WHERE contact_id = ${contactId}::uuid AND tenant_id = ${tenantId}::uuid
-           AND (locked_until IS NULL OR locked_until <= ${now}::timestamptz)`;
-      if (n === 1) return { status: "approved" };
+      // the owner knows the PIN: a pending waiting-period reset is cancelled
+      const rows = await tx.$queryRaw<{ canceled: boolean }[]>`
+        UPDATE contact_pins p SET failed_attempts = 0, locked_until = NULL, verified_at = ${now}::timestamptz, reset_requested_at = NULL
+          FROM (SELECT reset_requested_at IS NOT NULL AS canceled FROM contact_pins WHERE contact_id = ${contactId}::uuid) old
+         WHERE p.contact_id = ${contactId}::uuid AND p.tenant_id = ${tenantId}::uuid
+           AND (p.locked_until IS NULL OR p.locked_until <= ${now}::timestamptz)
+     RETURNING old.canceled`;
+      if (rows.length === 1) {
+        if (rows[0]!.canceled) this.deps.logger.info({ tenantId, contactId }, "pending pin reset cancelled by a right pin");
+        return { status: "approved" };
+      }
       return this.afterRace(tx, tenantId, contactId, now);
     }
 
@@ -124,15 +138,52 @@ export class PinService {
   }
 
   /**
-   * When a forgotten PIN may be reset without the recovery email: the time it was last set plus the tenant's
-   * `pin.resetWaitDays`. Without a PIN: now.
+   * The pending waiting-period reset, if any: when it was asked for and when it may go ahead (the request plus the
+   * tenant's `pin.resetWaitDays`). Null without a PIN or without a pending request.
    */
-  async resetAvailableAt(tx: Tx, contactId: string): Promise<Date> {
-    const row = await tx.contactPin.findUnique({ where: { contactId }, select: { tenantId: true, createdAt: true, updatedAt: true } });
-    if (!row) return this.deps.clock.now();
-    const since = row.updatedAt > row.createdAt ? row.updatedAt : row.createdAt;
+  async pendingReset(tx: Tx, contactId: string): Promise<{ requestedAt: Date; availableAt: Date } | null> {
+    const row = await tx.contactPin.findUnique({ where: { contactId }, select: { tenantId: true, resetRequestedAt: true } });
+    if (!row?.resetRequestedAt) return null;
     const days = (await this.settings(tx, row.tenantId)).pin.resetWaitDays;
-    return new Date(since.getTime() + days * DAY_MS);
+    return { requestedAt: row.resetRequestedAt, availableAt: new Date(row.resetRequestedAt.getTime() + days * DAY_MS) };
+  }
+
+  /**
+   * A forgotten PIN's reset without the recovery email: the first request starts the wait (`requested`); a request
+   * while it runs answers `waiting` (the start is not moved); once the wait is over, `due` (the caller removes the
+   * PIN). Conditional writes: two requests at once start one wait. Null when there is no PIN.
+   */
+  async requestReset(tx: Tx, contactId: string): Promise<PinResetRequest | null> {
+    const now = this.deps.clock.now();
+    const started = await tx.$queryRaw<{ reset_requested_at: Date }[]>`
+      UPDATE contact_pins SET reset_requested_at = ${now}::timestamptz
+       WHERE contact_id = ${contactId}::uuid AND reset_requested_at IS NULL
+   RETURNING reset_requested_at`;
+    const pending = await this.pendingReset(tx, contactId);
+    if (!pending) return null;
+    if (started.length === 1) return { state: "requested", ...pending };
+    return { state: pending.availableAt.getTime() <= now.getTime() ? "due" : "waiting", ...pending };
+  }
+
+  /** Cancels a pending waiting-period reset ("that wasn't me"). True when one was pending. */
+  async cancelReset(tx: Tx, contactId: string): Promise<boolean> {
+    const { count } = await tx.contactPin.updateMany({ where: { contactId, resetRequestedAt: { not: null } }, data: { resetRequestedAt: null } });
+    return count > 0;
+  }
+
+  /**
+   * Whether an account-changing action may go ahead without asking for the PIN: "no_pin" (nothing to ask), true when
+   * the PIN was proven (typed right or set) in the last `minutes`, else false.
+   */
+  async provenWithin(tx: Tx, contactId: string, minutes = PIN_PROOF_MINUTES): Promise<boolean | "no_pin"> {
+    const row = await tx.contactPin.findUnique({ where: { contactId }, select: { verifiedAt: true } });
+    if (!row) return "no_pin";
+    return row.verifiedAt !== null && row.verifiedAt.getTime() >= this.deps.clock.now().getTime() - minutes * MINUTE_MS;
+  }
+
+  /** Whether the tenant asks for the PIN after a right code of this purpose (`pin.requireFor`). */
+  async requiredFor(tx: Tx, tenantId: string, purpose: string): Promise<boolean> {
+    return (await this.settings(tx, tenantId)).pin.requireFor.includes(purpose);
   }
 
   /** The recovery email, for the reset-by-email path (null when none was given). */

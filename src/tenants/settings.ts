@@ -100,6 +100,12 @@ export const pinSettingsSchema = z.object({
   lockMinutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
   /** without a recovery email, a forgotten PIN can be reset after this long */
   resetWaitDays: z.number().int().min(0).max(30).default(7),
+  /**
+   * Code purposes for which a contact's PIN is asked after a right code (src/otp/verification.service.ts): the check
+   * answers `pinRequired: true` and approves only with the PIN too. `registration` is the verify journey (a new
+   * phone, a re-install: the SIM-swap case), `account_recovery` the recover journey. [] turns it off.
+   */
+  requireFor: z.array(z.string().regex(/^[a-z0-9_.-]{1,40}$/)).max(50).default(["login", "registration", "account_recovery"]),
 });
 
 export const eventSettingsSchema = z.object({

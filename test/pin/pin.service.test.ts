@@ -149,17 +149,31 @@ describe("set and verify", () => {
     expect(await tx((t) => pins.verify(t, { tenantId, contactId, pin: "583920" }))).toMatchObject({ status: "locked" });
   });
 
-  test("remove and the waiting-period reset", async () => {
+  test("remove and the waiting-period reset: the wait counts from the request, a right PIN cancels it", async () => {
     const contactId = await newContact();
-    const setAt = clock.now();
     await tx((t) => pins.set(t, { tenantId, contactId, pin: "583920" }));
-    expect(await tx((t) => pins.resetAvailableAt(t, contactId))).toEqual(new Date(setAt.getTime() + 7 * 86_400_000));
+    expect(await tx((t) => pins.pendingReset(t, contactId))).toBeNull();
+    // a PIN set 30 days ago is not due at once: the first request starts the wait
+    clock.advance(30 * 86_400_000);
+    const askedAt = clock.now();
+    expect(await tx((t) => pins.requestReset(t, contactId))).toEqual({ state: "requested", requestedAt: askedAt, availableAt: new Date(askedAt.getTime() + 7 * 86_400_000) });
     clock.advance(86_400_000);
-    await tx((t) => pins.set(t, { tenantId, contactId, pin: "270416" }));
-    expect(await tx((t) => pins.resetAvailableAt(t, contactId))).toEqual(new Date(setAt.getTime() + 8 * 86_400_000));
-    // wrong attempts do not move it
+    // asking again does not move the start; wrong attempts leave it alone
+    expect(await tx((t) => pins.requestReset(t, contactId))).toMatchObject({ state: "waiting", requestedAt: askedAt });
     await tx((t) => pins.verify(t, { tenantId, contactId, pin: "000001" }));
-    expect(await tx((t) => pins.resetAvailableAt(t, contactId))).toEqual(new Date(setAt.getTime() + 8 * 86_400_000));
+    expect(await tx((t) => pins.pendingReset(t, contactId))).toMatchObject({ requestedAt: askedAt });
+    // the owner types the right PIN: the reset is cancelled
+    expect(await tx((t) => pins.verify(t, { tenantId, contactId, pin: "583920" }))).toEqual({ status: "approved" });
+    expect(await tx((t) => pins.pendingReset(t, contactId))).toBeNull();
+    expect(await tx((t) => pins.provenWithin(t, contactId))).toBe(true);
+    clock.advance(16 * 60_000);
+    expect(await tx((t) => pins.provenWithin(t, contactId))).toBe(false);
+    // a new request, left alone for the whole wait, is due
+    await tx((t) => pins.requestReset(t, contactId));
+    clock.advance(7 * 86_400_000);
+    expect(await tx((t) => pins.requestReset(t, contactId))).toMatchObject({ state: "due" });
+    expect(await tx((t) => pins.cancelReset(t, contactId))).toBe(true);
+    expect(await tx((t) => pins.cancelReset(t, contactId))).toBe(false);
     await tx((t) => pins.remove(t, contactId));
     expect(await tx((t) => pins.has(t, contactId))).toBe(false);
     expect(await tx((t) => pins.verify(t, { tenantId, contactId, pin: "270416" }))).toEqual({ status: "not_set" });
