@@ -7,6 +7,8 @@ export const DEMO_DEFAULTS: Record<string, string> = {
   DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/wabot_demo",
   REDIS_URL: "redis://127.0.0.1:6379",
   PORT: "3000",
+  // loopback only: the demo's admin key and secrets are published (HOST=0.0.0.0 opens it to the network)
+  HOST: "127.0.0.1",
   WHATSAPP_APP_SECRET: "demo-app-secret-not-for-production",
   WHATSAPP_VERIFY_TOKEN: "demo-verify-token",
   WHATSAPP_PHONE_NUMBER_ID: "106540352242922",

@@ -18,57 +18,54 @@ export interface AuthDeps {
   adminApiKey: string;
   defaultTenantId: () => Promise<string>;
   limits: Limits;
-  /** failed authentications allowed per client IP per minute before 429 */
+  /** failed authentications allowed per minute per (client address, key prefix) before wrong keys get 429 */
   failuresPerMinute?: number;
+  /** and per client address across every prefix (default 10 × failuresPerMinute) */
+  addressFailuresPerMinute?: number;
 }
-
-/**
- * How long a process may answer from its own view of an IP's failed-authentication window instead of asking Redis
- * before every request. The view is refreshed from Redis after this long, and every failure in this process
- * updates it from Redis's answer (consume returns the window's global count), so the limit is exact for failures
- * seen here; failures made meanwhile through OTHER processes are seen within this time.
- */
-const FAILURE_VIEW_MS = 1000;
 
 /** Checks one presented API key for a client IP: the principal, or an error (401, or 429 after too many failures). */
 export type KeyAuthenticator = (token: string, ip: string) => Promise<Principal>;
 
+/** The `<prefix>` of a tenant key `wbk_<prefix>_…` (the ADMIN_API_KEY and malformed keys have none). */
+const KEY_PREFIX = /^wbk_([a-f0-9]{16})_/;
+
 /**
  * The key check shared by bearer authentication (/v1, /admin) and the console's sign-in form: the deployment's
- * ADMIN_API_KEY or a tenant key; guessing keys is throttled per client IP.
+ * ADMIN_API_KEY or a tenant key.
+ *
+ * A key that authenticates is never refused, however many wrong keys came from the same address before (many
+ * tenants may sit behind one proxy or NAT address). Failures are counted per (client address, key prefix), the
+ * keys without a tenant-key prefix (the ADMIN_API_KEY's form, garbage) sharing one bucket per address, and per
+ * address across all of them (a wider ceiling); past either, a wrong key is answered 429 with Retry-After instead
+ * of 401. Every wrong key does the same work (one prefix lookup, the keyring's HMACs, two limit updates) whether
+ * its prefix exists or not.
  */
 export function keyAuthenticator(deps: AuthDeps): KeyAuthenticator {
   const limit = deps.failuresPerMinute ?? 30;
-  const views = new Map<string, { at: number; remaining: number; msBeforeNext: number }>();
-  const failuresLeft = async (ip: string) => {
-    const now = Date.now();
-    const v = views.get(ip);
-    if (v && v.remaining > 0 && now - v.at < FAILURE_VIEW_MS) return v;
-    const r = await deps.limits.remaining("auth_failures", ip, limit, 60);
-    if (views.size >= 10_000) views.clear();
-    const view = { at: now, ...r };
-    views.set(ip, view);
-    return view;
-  };
+  const addressLimit = deps.addressFailuresPerMinute ?? limit * 10;
+  /** one failure in a window: its Retry-After when the window was already full, else null */
+  const failure = (key: string, points: number) =>
+    deps.limits.consume("auth_failures", key, points, 60).then(
+      () => null,
+      (err: unknown) => (err instanceof OtpError ? (err.retryAfterSeconds ?? 60) : 60), // Redis down: throttled
+    );
   return async (token, ip) => {
-    const failures = await failuresLeft(ip);
-    if (failures.remaining <= 0) throw new OtpError("rate_limited", Math.max(1, Math.ceil(failures.msBeforeNext / 1000)));
     let principal: Principal | null = null;
     if (safeEqual(token, deps.adminApiKey)) {
       principal = { tenantId: await deps.defaultTenantId(), keyId: null, scopes: ["verify", "admin", "read"], superAdmin: true, actor: "admin-key" };
     } else {
       principal = await deps.apiKeys.authenticate(token);
     }
-    if (!principal) {
-      const left = await deps.limits.consume("auth_failures", ip, limit, 60).catch(() => ({ remaining: 0, msBeforeNext: 60_000 }));
-      views.set(ip, { at: Date.now(), ...left });
-      throw new ApiError(401, "unauthorized", "The API key is not valid");
-    }
-    return principal;
+    if (principal) return principal;
+    const prefix = KEY_PREFIX.exec(token)?.[1] ?? "-";
+    const [narrow, wide] = await Promise.all([failure(`${ip}|${prefix}`, limit), failure(`${ip}|*`, addressLimit)]);
+    if (narrow !== null || wide !== null) throw new OtpError("rate_limited", Math.max(narrow ?? 1, wide ?? 1));
+    throw new ApiError(401, "unauthorized", "The API key is not valid");
   };
 }
 
-/** Bearer authentication for /v1 and /admin; guessing keys is throttled per client IP. */
+/** Bearer authentication for /v1 and /admin; wrong keys are throttled per client address and key prefix. */
 export function authenticate(deps: AuthDeps): RequestHandler {
   return bearerAuth(keyAuthenticator(deps));
 }

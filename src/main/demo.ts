@@ -42,6 +42,9 @@ async function main(): Promise<void> {
   const http = await startHttp(core, { port, mount: [sandbox.app], onTenantCreated: (t) => sandbox.addPhoneNumber(t) });
 
   const base = `http://localhost:${port}`;
+  const address = http.server.address();
+  const listening = address && typeof address === "object" ? `${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+  const loopbackOnly = config.HOST === "127.0.0.1" || config.HOST === "::1" || config.HOST === "localhost";
   process.stdout.write(
     [
       "",
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
       `  Console:  ${base}/console   (sign in with ADMIN_API_KEY: ${config.ADMIN_API_KEY === DEMO_DEFAULTS.ADMIN_API_KEY ? config.ADMIN_API_KEY : "the one you set"})`,
       `  Webhook:  ${base}/webhook   (signed with the demo app secret)`,
       `  Health:   ${base}/readyz`,
+      `  Listening on ${listening}${loopbackOnly ? " (this machine only; HOST=0.0.0.0 opens it to the network)" : " (reachable from the network: the demo's keys are public)"}`,
       "",
     ].join("\n") + "\n",
   );

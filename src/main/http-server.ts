@@ -60,7 +60,8 @@ export async function startHttp(
     ? app
     : withLeanWebhook(app, { ingest: core.ingest, bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES, logger: core.logger, metrics: core.metrics });
   const server = createServer(listener);
-  server.listen(opts.port ?? core.config.PORT, opts.host ?? "0.0.0.0");
+  // HOST (config): `npm run demo` defaults it to loopback; production listens on every interface unless it is set
+  server.listen(opts.port ?? core.config.PORT, opts.host ?? core.config.HOST ?? "0.0.0.0");
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);
@@ -153,7 +154,8 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
   );
   router.use("/admin", auth, workersRoutes({ health: core.workerHealth }), adminApi); // ops: GET /admin/workers
   // the business console (/console): the same admin API behind a signed-in session instead of a Bearer key
-  router.use(consoleRoutes({ prisma: core.prisma, redis: core.redis, queues: core.queues, keyPrefix: config.QUEUE_PREFIX, logger: core.logger, keyAuth, adminApi }));
+  router.use(consoleRoutes({ prisma: core.prisma, redis: core.redis, queues: core.queues, keyPrefix: config.QUEUE_PREFIX, logger: core.logger, keyAuth, adminApi,
+    adminApiKey: config.ADMIN_API_KEY, keyring: core.keyring, production: config.NODE_ENV === "production" }));
   if (config.TWILIO_AUTH_TOKEN && config.PUBLIC_BASE_URL) {
     router.use(
       providerStatusRoutes({

@@ -148,6 +148,28 @@ describe("tenant isolation: the remaining API routes and the console", () => {
     const tenants = await agent.get("/console/api/admin/tenants");
     expect(tenants.body.tenants.map((t: { id: string }) => t.id)).toEqual([b.tenantId]);
   });
+
+  it("the console's deployment-wide reads (queue depths, bull-board) are the deployment admin's only", async () => {
+    const agent = request.agent(sys.http.url);
+    expect((await agent.post("/console/login").type("form").send({ key: b.key })).status).toBe(303);
+    // every tenant's jobs share the queues: a tenant session gets no deployment-wide figure
+    const queues = await agent.get("/console/api/queues");
+    expect([queues.status, queues.body.error?.code]).toEqual([403, "forbidden"]);
+    expect(JSON.stringify(queues.body)).not.toMatch(/waiting|inbound/);
+    expect((await agent.get("/console/queues/api/queues")).status).toBe(403);
+    expect((await agent.get("/console/queues/")).status).toBe(403);
+    // every other console read is the session's own tenant (same figures as B's own key would get)
+    expect((await agent.get("/console/api/stats")).body.conversion.requested).toBe(1);
+    const session = (await agent.get("/console/api/session")).body;
+    expect(session.tenants.map((t: { id: string }) => t.id)).toEqual([b.tenantId]);
+    // the deployment's admin sees them
+    const root = request.agent(sys.http.url);
+    expect((await root.post("/console/login").type("form").send({ key: sys.config.ADMIN_API_KEY })).status).toBe(303);
+    const all = await root.get("/console/api/queues");
+    expect(all.status).toBe(200);
+    expect(all.body.queues.map((q: { name: string }) => q.name)).toContain("inbound");
+    expect((await root.get("/console/queues/api/queues")).status).toBe(200);
+  });
 });
 
 describe("tenant isolation", () => {

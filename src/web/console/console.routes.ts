@@ -9,6 +9,7 @@ import { ApiError, sendError } from "../../http/errors";
 import { parseInput } from "../../http/validate";
 import type { Logger } from "../../observability/logger";
 import { OtpError } from "../../otp/errors";
+import type { Keyring } from "../../shared/crypto";
 import type { Principal } from "../../tenants/api-keys";
 import { noStore, pageSecurity } from "../security";
 import { csrfToken, originCheck } from "./csrf";
@@ -16,7 +17,7 @@ import { validateFlowSource } from "./flow-lines";
 import { signInPage } from "./pages";
 import { consoleStats, listConversations, listVerifications, queueDepths, VERIFICATION_STATUSES } from "./queries";
 import { queuesBoard } from "./queues-board";
-import { ConsoleSessions, type ConsoleSession } from "./sessions";
+import { adminKeyFingerprint, ConsoleSessions, type ConsoleSession } from "./sessions";
 
 const ASSETS = path.join(__dirname, "assets");
 const UPLOT = path.dirname(require.resolve("uplot/dist/uPlot.iife.min.js"));
@@ -40,6 +41,11 @@ export interface ConsoleDeps {
   keyAuth: KeyAuthenticator;
   /** the admin API router (flows, conversations, tenants, keys, audit): the console reaches it with its session */
   adminApi: RequestHandler;
+  /** the deployment's ADMIN_API_KEY and the keyring: a session opened with that key is bound to a keyed hash of it */
+  adminApiKey: string;
+  keyring: Keyring;
+  /** production: the session cookie is always `Secure` (whatever the proxy set-up says about the request) */
+  production: boolean;
   sessionIdleSeconds?: number;
 }
 
@@ -64,12 +70,14 @@ function canUseConsole(p: Principal): boolean {
  * deployment's admin only (the queues hold every tenant's jobs).
  */
 export function consoleRoutes(deps: ConsoleDeps): Router {
-  const sessions = new ConsoleSessions(deps.redis, deps.prisma, deps.keyPrefix, { idleSeconds: deps.sessionIdleSeconds });
+  const sessions = new ConsoleSessions(deps.redis, deps.prisma, deps.keyPrefix, adminKeyFingerprint(deps.keyring, deps.adminApiKey), { idleSeconds: deps.sessionIdleSeconds });
   const router = Router();
   const strict = pageSecurity();
 
+  // Secure in production whether or not the proxy in front is trusted to say the request came over https
+  const secure = (req: Request) => deps.production || req.secure;
   const setCookie = (req: Request, res: Response, value: string, maxAgeSeconds: number) => {
-    res.cookie(COOKIE, value, { httpOnly: true, sameSite: "strict", secure: req.secure, path: BASE, maxAge: maxAgeSeconds * 1000 });
+    res.cookie(COOKIE, value, { httpOnly: true, sameSite: "strict", secure: secure(req), path: BASE, maxAge: maxAgeSeconds * 1000 });
   };
 
   /** Loads the session named by the cookie (null when none or expired). */
@@ -127,7 +135,7 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
 
   router.post(`${BASE}/logout`, strict, noStore, originCheck, apiSession, requireCsrf, async (req, res) => {
     await sessions.destroy(req.consoleSession?.id);
-    res.clearCookie(COOKIE, { path: BASE, httpOnly: true, sameSite: "strict", secure: req.secure });
+    res.clearCookie(COOKIE, { path: BASE, httpOnly: true, sameSite: "strict", secure: secure(req) });
     res.json({ signedOut: true });
   });
 
@@ -194,7 +202,9 @@ export function consoleRoutes(deps: ConsoleDeps): Router {
     res.json(await consoleStats(deps.prisma, tenantId));
   });
 
-  api.get("/queues", async (_req, res) => {
+  // deployment-wide (every tenant's jobs, in one set of queues): the deployment's admin only, like bull-board
+  api.get("/queues", async (req, res) => {
+    if (!req.principal!.superAdmin) return sendError(res, 403, "forbidden", "Queue depths are deployment-wide: only the deployment's ADMIN_API_KEY may read them");
     res.json(await queueDepths(deps.queues));
   });
 

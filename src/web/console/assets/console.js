@@ -124,7 +124,8 @@
   });
 
   async function loadOverview() {
-    const [stats, queues] = await Promise.all([api(withTenant("stats")), api("queues")]);
+    // queue depths are deployment-wide: only the deployment's admin reads them
+    const [stats, queues] = await Promise.all([api(withTenant("stats")), state.session.superAdmin ? api("queues") : null]);
     const pm = stats.perMinute;
     const data = [pm.t, pm.requested, pm.approved];
     if (!state.charts["chart-per-minute"]) {
@@ -150,7 +151,7 @@
     );
     $("#failures-empty").hidden = stats.deliveryFailures.length > 0;
 
-    pushQueueSample(queues);
+    if (queues) pushQueueSample(queues);
   }
 
   function pushQueueSample(sample) {
@@ -535,6 +536,7 @@
 
   // ---- queues ----------------------------------------------------------------------------------------------------------
   async function loadQueues() {
+    if (!state.session.superAdmin) return; // deployment-wide figures: the note says who may see them
     const sample = await api("queues");
     $("#queue-table tbody").replaceChildren(
       ...sample.queues.map((q) => el("tr", {}, el("td", { text: q.queue }), el("td", { text: String(q.waiting) }), el("td", { text: String(q.active) }), el("td", { text: String(q.delayed) }), el("td", { text: String(q.failed) }))),
@@ -572,7 +574,9 @@
     }
     if (!s.superAdmin) {
       $("#board-link").hidden = true;
-      $("#board-note").textContent = "The queue dashboard shows every tenant's jobs: it opens with the deployment's ADMIN_API_KEY only.";
+      $("#board-note").textContent = "The queues hold every tenant's jobs: their depths and the queue dashboard open with the deployment's ADMIN_API_KEY only.";
+      $("#queue-table").closest(".table-wrap").hidden = true;
+      $("#chart-queues").closest("figure").hidden = true;
     }
     $("#signout").addEventListener("click", async () => {
       try {
