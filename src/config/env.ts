@@ -147,3 +147,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaults: Recor
   });
   throw new ConfigError(problems);
 }
+
+/**
+ * Development mode (`NODE_ENV=development`, what `npm run demo` runs): tenant-controlled URLs (flow `http` steps,
+ * event callbacks) may then use plain http to 127.0.0.1, localhost and [::1]. In any other mode they never reach a
+ * loopback address (src/shared/safe-http.ts).
+ */
+export function isDevMode(config: Pick<Config, "NODE_ENV">): boolean {
+  return config.NODE_ENV === "development";
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { transaction, type PrismaClient, type Prisma, type Tx } from "../db/prisma";
 import type { Keyring } from "../shared/crypto";
+import { checkTargetUrl } from "../shared/safe-http";
 import { eventSettingsSchema, readSettings } from "../tenants/settings";
 
 /**
@@ -9,31 +10,17 @@ import { eventSettingsSchema, readSettings } from "../tenants/settings";
  * a URL is first set and shown once: `setCallback` returns it only when it made it, `rotateSecret` returns the new
  * one. Removing the URL stops events but keeps the secret, so setting a URL again keeps the business's secret.
  */
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
-const MAX_URL_LENGTH = 2048;
-
 export type CallbackUrlCheck = { ok: true; url: string } | { ok: false; reason: string };
 
-/** https only; http only for loopback hosts (development). No credentials in the URL; the fragment is dropped. */
-export function validateCallbackUrl(raw: string): CallbackUrlCheck {
-  if (typeof raw !== "string" || raw.length === 0) return { ok: false, reason: "the callback URL is required" };
-  if (raw.length > MAX_URL_LENGTH) return { ok: false, reason: `the callback URL is longer than ${MAX_URL_LENGTH} characters` };
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    return { ok: false, reason: "the callback URL is not a valid URL" };
-  }
-  const host = u.hostname.toLowerCase();
-  if (u.protocol === "http:") {
-    if (!LOOPBACK_HOSTS.has(host)) return { ok: false, reason: "the callback URL must use https (http is allowed only for 127.0.0.1, localhost and [::1])" };
-  } else if (u.protocol !== "https:") {
-    return { ok: false, reason: "the callback URL must use https" };
-  }
-  if (u.username || u.password) return { ok: false, reason: "the callback URL must not contain credentials" };
-  if (!host) return { ok: false, reason: "the callback URL has no host" };
-  u.hash = "";
-  return { ok: true, url: u.toString() };
+/**
+ * The rule of src/shared/safe-http.ts, at set time (the delivery worker applies it again at connect time, on the
+ * resolved address): https only, no IP literal of a non-public address (loopback, private, link-local and metadata,
+ * CGNAT, unique-local…, in any spelling), no credentials; the fragment is dropped. In development mode only
+ * (`dev`, NODE_ENV=development) also plain http to 127.0.0.1, localhost and [::1].
+ */
+export function validateCallbackUrl(raw: string, opts: { dev: boolean } = { dev: false }): CallbackUrlCheck {
+  const check = checkTargetUrl(raw, { dev: opts.dev === true }, "the callback URL");
+  return check.ok ? { ok: true, url: check.url.toString() } : check;
 }
 
 export class InvalidCallbackUrlError extends Error {
@@ -63,17 +50,19 @@ export async function getCallback(prisma: PrismaClient | Tx, tenantId: string): 
 
 /**
  * Sets (or with null removes) the callback URL. Returns the secret only when it was generated now (first set);
- * otherwise `secret` is null. Throws InvalidCallbackUrlError for a URL `validateCallbackUrl` refuses.
+ * otherwise `secret` is null. Throws InvalidCallbackUrlError for a URL `validateCallbackUrl` refuses (`opts.dev`:
+ * development mode, see there).
  */
 export async function setCallback(
   prisma: PrismaClient,
   keyring: Keyring,
   tenantId: string,
   url: string | null,
+  opts: { dev: boolean } = { dev: false },
 ): Promise<{ url: string | null; secret: string | null }> {
   let normalized: string | undefined;
   if (url !== null) {
-    const check = validateCallbackUrl(url);
+    const check = validateCallbackUrl(url, opts);
     if (!check.ok) throw new InvalidCallbackUrlError(check.reason);
     normalized = check.url;
   }

@@ -57,6 +57,8 @@ export interface FlowHandlerDeps {
   logger: Logger;
   /** the actions `action` steps can run; an unregistered action takes the step's error branch */
   actions?: Record<string, ActionExecutor>;
+  /** development mode (config isDevMode): `http` steps may call an allow-listed loopback host over http */
+  dev?: boolean;
 }
 
 function replyIdOf(message: InboundMessage): string | null {
@@ -287,6 +289,7 @@ export class FlowHandler implements MessageHandler {
             step: e.step,
             tenantId: ctx.tenant.id,
             now: ctx.now,
+            dev: this.deps.dev === true,
           });
         } catch (err) {
           // a variable that looks like a secret is never sent: the step takes its error branch

@@ -100,6 +100,8 @@ export function adminRoutes(deps: {
   webhookSecrets?: { invalidate(): void };
   /** told of each new tenant and each token rotation (the demo registers them with its Cloud API sandbox) */
   onTenantCreated?: (t: { phoneNumberId: string; displayPhoneNumber: string; accessToken: string; wabaId?: string }) => void;
+  /** development mode (config isDevMode): an events callback may be plain http to a loopback host */
+  dev?: boolean;
 }): Router {
   const { prisma, keyring, apiKeys, stepUp } = deps;
   const router = Router();
@@ -143,7 +145,7 @@ export function adminRoutes(deps: {
   });
   stepUp.register("events.callback", async (tenantId, payload, actor) => {
     try {
-      const result = await setCallback(prisma, keyring, tenantId, (payload.url as string | null) ?? null);
+      const result = await setCallback(prisma, keyring, tenantId, (payload.url as string | null) ?? null, { dev: deps.dev === true });
       await recordAudit(prisma, { tenantId, type: "tenant.events_callback_changed", actor, data: { url: result.url }, at: new Date() });
       return { status: 200, body: result as unknown as Record<string, unknown>, stored: { url: result.url } };
     } catch (err) {

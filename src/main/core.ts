@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import type { Config } from "../config/env";
+import { isDevMode, type Config } from "../config/env";
 import { InboundHandler } from "../conversation/inbound-handler";
 import { Router, greetingHandler, type MessageHandler } from "../conversation/router";
 import { createPrisma, type PrismaClient } from "../db/prisma";
@@ -169,7 +169,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     createPinActions({ prisma, pins, keyring, clock, logger, email, config }),
     ...(opts.actions ?? []),
   );
-  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions });
+  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions, dev: isDevMode(config) });
   // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
   // Meta's system notices (number changed) move the contact before anything can answer it
   const router = new Router([

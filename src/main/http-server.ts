@@ -19,6 +19,7 @@ import { verifyRoutes } from "../http/verify.routes";
 import { templatesRoutes } from "../http/templates.routes";
 import { consoleRoutes } from "../web/console/console.routes";
 import { installBuiltins, type Core } from "./core";
+import { isDevMode } from "../config/env";
 
 export interface RunningServer {
   server: Server;
@@ -150,7 +151,7 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
     conversations.admin,
     templatesRoutes({ prisma: core.prisma, config, budget: core.fallbackBudget }), // template statuses, paid-channel spend
     limitsRoutes({ prisma: core.prisma, messagingLimits: core.messagingLimits }), // messaging limit (docs/limits.md)
-    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, eventPublisher: core.eventPublisher, stepUp: core.stepUp, webhookSecrets: core.webhookSecrets, onTenantCreated: tenantCreated }),
+    adminRoutes({ prisma: core.prisma, keyring: core.keyring, apiKeys: core.apiKeys, tenants: core.tenants, eventPublisher: core.eventPublisher, stepUp: core.stepUp, webhookSecrets: core.webhookSecrets, onTenantCreated: tenantCreated, dev: isDevMode(core.config) }),
   );
   router.use("/admin", auth, workersRoutes({ health: core.workerHealth }), adminApi); // ops: GET /admin/workers
   // the business console (/console): the same admin API behind a signed-in session instead of a Bearer key

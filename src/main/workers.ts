@@ -7,6 +7,7 @@ import { createOtpWorker } from "../queues/otp.worker";
 import { workerConnection } from "../queues/redis";
 import { hourlyPurge } from "../retention/purge";
 import { startHeartbeat, type Heartbeat } from "../observability/worker-health"; // ops: worker liveness
+import { isDevMode } from "../config/env";
 import type { Core } from "./core";
 
 export interface RunningWorkers {
@@ -61,6 +62,7 @@ export async function startWorkers(
     logger: logger.child({ worker: "events" }),
     connection: connections[3]!,
     backoff: opts.eventBackoff,
+    dev: isDevMode(config),
   });
   const otp = createOtpWorker({
     prisma, keyring, clock,

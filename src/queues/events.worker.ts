@@ -9,6 +9,7 @@ import type { EventEnvelope } from "../events/types";
 import type { Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
+import { BlockedAddressError, checkTargetUrl, isBlockedAddressError, safeRequestOptions } from "../shared/safe-http";
 import { readSettings } from "../tenants/settings";
 import { QUEUES, type EventJob } from "./jobs";
 import { workerLockOptions } from "./locks";
@@ -24,6 +25,11 @@ import { workerLockOptions } from "./locks";
  * - anything else (3xx, 4xx, 5xx, timeout, connection error): `attempts`, `lastStatus`, `lastError` and a retry
  *   through the "event-delivery" backoff (exponential with jitter; Retry-After honoured up to the cap). A 4xx is
  *   retried too (the business may be deploying); every try counts. After the last attempt the row is `failed`.
+ * - The URL obeys src/shared/safe-http.ts, as flow `http` steps do: https to public addresses only, judged again
+ *   here (a URL stored before the rule, or under development mode) and at connect time on the resolved address;
+ *   plain http to loopback only in development mode (`dev`). The tenant-visible `lastError` is `HTTP <status>`,
+ *   `timeout` or `network error`, nothing more: a refused connection, a reset, a DNS failure and an address the
+ *   rule blocks all read `network error` (the delivery log is no port scanner). The detail goes to the operator log.
  * Rows are kept (delivered and failed): they are the delivery log. The secret is never logged or stored in clear.
  */
 export type EventsWorkerConfig = Pick<Config, "QUEUE_PREFIX"> & Partial<Pick<Config, "WORKER_LOCK_MS">>;
@@ -63,6 +69,8 @@ export interface EventsWorkerDeps {
   timeoutMs?: number;
   /** default 16 */
   concurrency?: number;
+  /** development mode (config isDevMode): callbacks may be plain http to 127.0.0.1, localhost or [::1] */
+  dev?: boolean;
 }
 
 /** A failed delivery attempt that will be tried again. */
@@ -103,12 +111,16 @@ export function eventBody(payload: EventEnvelope): string {
   return JSON.stringify({ id, type, createdAt, tenantId, data });
 }
 
+/** What the tenant sees of a failed connection: `timeout` or `network error`, never the socket's error code. */
 function describeNetworkError(err: unknown): string {
-  if (axios.isAxiosError(err)) {
-    if (err.code === "ECONNABORTED" || err.code === "ETIMEDOUT") return "timeout";
-    return err.code ? `network error ${err.code}` : "network error";
-  }
+  if (!isBlockedAddressError(err) && axios.isAxiosError(err) && (err.code === "ECONNABORTED" || err.code === "ETIMEDOUT")) return "timeout";
   return "network error";
+}
+
+/** The operator log's detail of a failed connection (never shown to the tenant). */
+function networkErrorDetail(err: unknown): string {
+  if (isBlockedAddressError(err)) return "blocked: not a public address";
+  return (axios.isAxiosError(err) ? err.code : undefined) ?? (err instanceof Error ? err.name : "unknown");
 }
 
 export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
@@ -116,6 +128,8 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
   const log = logger.child({ component: "events-worker" });
   const http = deps.http ?? axios.create();
   const timeoutMs = deps.timeoutMs ?? 5_000;
+  const dev = deps.dev === true;
+  const guard = safeRequestOptions({ dev });
 
   async function processJob(job: Job<EventJob>): Promise<string> {
     const { deliveryId } = job.data;
@@ -145,7 +159,11 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
     let status: number | undefined;
     let error: string | undefined;
     let retryAfterMs: number | undefined;
+    let detail: string | undefined;
+    const target = checkTargetUrl(url, { dev });
     try {
+      // a URL the rule refuses is never contacted, and fails exactly as an unreachable host does
+      if (!target.ok) throw new BlockedAddressError(target.reason);
       const res = await http.request({
         method: "POST",
         url,
@@ -158,13 +176,12 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
           [SIGNATURE_HEADER]: signature,
         },
         timeout: timeoutMs,
-        maxRedirects: 0,
+        ...guard,
         maxContentLength: 64 * 1024,
         responseType: "text",
         transformRequest: [(d: unknown) => d],
         transformResponse: [(d: unknown) => d],
         validateStatus: () => true,
-        proxy: false,
       });
       status = res.status;
       if (status < 200 || status >= 300) {
@@ -173,6 +190,7 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
       }
     } catch (err) {
       error = describeNetworkError(err);
+      detail = networkErrorDetail(err);
     }
 
     const now = clock.now();
@@ -188,7 +206,7 @@ export function createEventsWorker(deps: EventsWorkerDeps): Worker<EventJob> {
       where: { id: deliveryId, status: "pending" },
       data: { status: isLast ? "failed" : "pending", attempts: { increment: 1 }, lastStatus: status ?? null, lastError: error, url },
     });
-    const info = { ...base, attempt: job.attemptsMade + 1, httpStatus: status, error };
+    const info = { ...base, attempt: job.attemptsMade + 1, httpStatus: status, error, ...(detail ? { detail } : {}) };
     if (isLast) {
       log.error(info, "event delivery failed on its last attempt");
       throw new UnrecoverableError(`event delivery failed: ${error}`);

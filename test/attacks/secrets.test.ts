@@ -112,7 +112,7 @@ describe("secrets at rest and in logs (key A)", () => {
     const k = await api().post(`/admin/tenants/${tenant2}/api-keys`).set(root()).send({ scopes: ["admin", "verify"], name: "ops" });
     expect(k.status).toBe(201);
     apiKey = k.body.key;
-    const ev = await api().put(`/admin/tenants/${tenant2}/events`).set(root()).send({ url: "http://127.0.0.1:9/hook" });
+    const ev = await api().put(`/admin/tenants/${tenant2}/events`).set(root()).send({ url: "https://hooks.example.invalid/hook" });
     expect(ev.status).toBe(200);
     eventsSecret = ev.body.secret;
     expect(eventsSecret).toEqual(expect.any(String));

@@ -49,6 +49,8 @@ beforeAll(async () => {
     config: { QUEUE_PREFIX: config.QUEUE_PREFIX },
     backoff: { baseMs: 20, factor: 2, capMs: 100 },
     timeoutMs: 1_000,
+    // the receiver is a local HTTP server: development mode, opted into explicitly (test/attacks/ssrf.test.ts holds the other modes)
+    dev: true,
   });
   await worker.waitUntilReady();
 });
@@ -79,7 +81,7 @@ async function newTenant(): Promise<string> {
 /** a tenant whose callback is `path` on the receiver; returns its id and secret */
 async function subscribed(path: string, script: Parameters<Receiver["script"]>[1] = [{ status: 200 }]): Promise<{ tenantId: string; secret: string }> {
   const tenantId = await newTenant();
-  const { secret } = await setCallback(prisma, keyring, tenantId, receiver.script(path, script));
+  const { secret } = await setCallback(prisma, keyring, tenantId, receiver.script(path, script), { dev: true });
   return { tenantId, secret: secret! };
 }
 
@@ -212,7 +214,7 @@ test("sweep re-dispatches a pending row whose job was never written", async () =
 });
 
 describe("setCallback", () => {
-  test("validates the URL: http to a public host refused, https and http loopback accepted", async () => {
+  test("validates the URL: http to a public host refused, https accepted; http loopback only in development mode", async () => {
     const tenantId = await newTenant();
     await expect(setCallback(prisma, keyring, tenantId, "http://example.com/hook")).rejects.toThrow(InvalidCallbackUrlError);
     await expect(setCallback(prisma, keyring, tenantId, "ftp://example.com/hook")).rejects.toThrow(InvalidCallbackUrlError);
@@ -221,10 +223,12 @@ describe("setCallback", () => {
     const first = await setCallback(prisma, keyring, tenantId, "https://example.com/hook");
     expect(first.url).toBe("https://example.com/hook");
     expect(first.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
-    const loop = await setCallback(prisma, keyring, tenantId, "http://localhost:8080/hook");
+    await expect(setCallback(prisma, keyring, tenantId, "http://localhost:8080/hook")).rejects.toThrow(InvalidCallbackUrlError);
+    const dev = { dev: true };
+    const loop = await setCallback(prisma, keyring, tenantId, "http://localhost:8080/hook", dev);
     expect(loop).toEqual({ url: "http://localhost:8080/hook", secret: null }); // shown once only
-    expect((await setCallback(prisma, keyring, tenantId, "http://[::1]:8080/h")).url).toBe("http://[::1]:8080/h");
-    expect((await setCallback(prisma, keyring, tenantId, "http://127.0.0.1:8080/h")).url).toBe("http://127.0.0.1:8080/h");
+    expect((await setCallback(prisma, keyring, tenantId, "http://[::1]:8080/h", dev)).url).toBe("http://[::1]:8080/h");
+    expect((await setCallback(prisma, keyring, tenantId, "http://127.0.0.1:8080/h", dev)).url).toBe("http://127.0.0.1:8080/h");
   });
 
   test("stores the secret encrypted, keeps the other settings, keeps the secret when the URL is removed; rotateSecret replaces it", async () => {

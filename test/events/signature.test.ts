@@ -79,21 +79,41 @@ describe("the event catalogue", () => {
 });
 
 describe("callback URL validation", () => {
+  // [url, accepted in production/test mode, accepted in development mode]
   it.each([
-    ["https://example.com/hooks/wabot", true],
-    ["https://example.com:8443/h?x=1", true],
-    ["http://127.0.0.1:4000/h", true],
-    ["http://localhost:4000/h", true],
-    ["http://[::1]:4000/h", true],
-    ["http://example.com/h", false],
-    ["http://10.0.0.5/h", false],
-    ["http://127.0.0.1.nip.io/h", false],
-    ["ftp://example.com/h", false],
-    ["https://user:pass@example.com/h", false],
-    ["not a url", false],
-    ["", false],
-  ])("%s → %s", (url, ok) => {
+    ["https://example.com/hooks/wabot", true, true],
+    ["https://example.com:8443/h?x=1", true, true],
+    ["http://127.0.0.1:4000/h", false, true],
+    ["http://localhost:4000/h", false, true],
+    ["http://[::1]:4000/h", false, true],
+    ["http://example.com/h", false, false],
+    ["http://10.0.0.5/h", false, false],
+    ["http://127.0.0.1.nip.io/h", false, false],
+    // issue 15 item 13: internal addresses over https, in any spelling, in every mode
+    ["https://169.254.169.254/latest/meta-data/", false, false],
+    ["https://127.0.0.1/h", false, false],
+    ["https://2130706433/h", false, false],
+    ["https://localhost/h", false, false],
+    ["https://10.1.2.3/h", false, false],
+    ["https://192.168.1.1/h", false, false],
+    ["https://100.64.0.1/h", false, false],
+    ["https://[fd00::1]/h", false, false],
+    ["https://[fe80::1]/h", false, false],
+    ["https://[::1]/h", false, false],
+    ["https://[::ffff:127.0.0.1]/h", false, false],
+    ["https://[::ffff:0:a9fe:a9fe]/h", false, false],
+    ["https://[::ffff:0:10.0.0.1]/h", false, false],
+    ["https://[64:ff9b::a9fe:a9fe]/h", false, false],
+    ["https://[2002:a9fe:a9fe::]/h", false, false],
+    ["https://8.8.8.8/h", true, true],
+    ["ftp://example.com/h", false, false],
+    ["https://user:pass@example.com/h", false, false],
+    ["not a url", false, false],
+    ["", false, false],
+  ])("%s → %s (development: %s)", (url, ok, okDev) => {
     expect(validateCallbackUrl(url).ok).toBe(ok);
+    expect(validateCallbackUrl(url, { dev: false }).ok).toBe(ok);
+    expect(validateCallbackUrl(url, { dev: true }).ok).toBe(okDev);
   });
   it("drops the fragment", () => {
     expect(validateCallbackUrl("https://example.com/h#frag")).toEqual({ ok: true, url: "https://example.com/h" });

@@ -55,6 +55,8 @@ function input(path: string, over: Partial<HttpCallInput> = {}): HttpCallInput {
     step: "lookup",
     tenantId: "t-1",
     now: new Date(),
+    // the endpoint is a local HTTP server: development mode, opted into explicitly (test/attacks/ssrf.test.ts: other modes)
+    dev: true,
     ...over,
   };
 }

@@ -45,9 +45,10 @@ export async function startTestSystem(
   });
   const sandboxServer = await sandbox.listen(0, "127.0.0.1");
   const config: Config = { ...base, GRAPH_API_BASE_URL: sandboxServer.url };
+  // never the pretty (worker-thread) logger, also for a test that opts into NODE_ENV=development
   const logger = opts.captureLogs
     ? createLogger({ level: config.LOG_LEVEL, destination: { write: (line: string) => void opts.captureLogs!.push(line) } })
-    : undefined;
+    : createLogger({ level: config.LOG_LEVEL });
   const core = buildCore(config, { handlers: opts.handlers, clock: opts.clock, logger, actions: opts.actions });
   const tenant = await ensureDefaultTenant(core);
   const workers =

@@ -33,7 +33,8 @@ const eventOf = (type: string, pred: (d: Record<string, any>) => boolean = () =>
 beforeAll(async () => {
   await receiver.listen();
   sys = await startTestSystem({
-    env: { OUTBOUND_RECIPIENT_GAP_MS: "5" },
+    // events go to a local receiver over http: development mode, opted into explicitly
+    env: { OUTBOUND_RECIPIENT_GAP_MS: "5", NODE_ENV: "development" },
     actions: [lazy],
     handlers: [systemMessageHandler({ eventPublisher: { dispatch: (ids) => sys.core.eventPublisher.dispatch(ids) }, logger })],
   });

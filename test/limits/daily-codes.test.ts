@@ -30,7 +30,8 @@ const toMidnight = () => {
 
 beforeAll(async () => {
   await receiver.listen();
-  sys = await startTestSystem({ clock, env: { OUTBOUND_RECIPIENT_GAP_MS: "5" } });
+  // events go to a local receiver over http: development mode, opted into explicitly
+  sys = await startTestSystem({ clock, env: { OUTBOUND_RECIPIENT_GAP_MS: "5", NODE_ENV: "development" } });
   await api().put(`/admin/tenants/${sys.tenantId}/events`).set(admin()).send({ url: `${receiver.url}/hooks` }).expect(200);
   const patched = await api().patch(`/admin/tenants/${sys.tenantId}/settings`).set(admin()).send({
     limits: { codesPerDay: 3 },

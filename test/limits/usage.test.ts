@@ -76,7 +76,8 @@ async function codeSent(verificationId: string): Promise<void> {
 
 beforeAll(async () => {
   await receiver.listen();
-  sys = await startTestSystem({ workers: false, env: { OUTBOUND_RECIPIENT_GAP_MS: "5" } });
+  // events go to a local receiver over http: development mode, opted into explicitly
+  sys = await startTestSystem({ workers: false, env: { OUTBOUND_RECIPIENT_GAP_MS: "5", NODE_ENV: "development" } });
   // the production sweep, every 100 ms instead of 15 s
   workers = await startWorkers(sys.core, { sweepEveryMs: 100, backoff: { baseMs: 20, capMs: 200, pairBaseMs: 20, pairCapMs: 400, maxRetryAfterMs: 1_500 } });
   await api().put(`/admin/tenants/${sys.tenantId}/events`).set(admin()).send({ url: `${receiver.url}/hooks` }).expect(200);

@@ -10,7 +10,8 @@ const admin = () => ({ Authorization: `Bearer ${sys.config.ADMIN_API_KEY}` });
 
 beforeAll(async () => {
   await receiver.listen();
-  sys = await startTestSystem({ env: { OUTBOUND_RECIPIENT_GAP_MS: "5" } });
+  // events go to a local receiver over http: development mode, opted into explicitly
+  sys = await startTestSystem({ env: { OUTBOUND_RECIPIENT_GAP_MS: "5", NODE_ENV: "development" } });
 });
 afterAll(async () => {
   await sys.close();

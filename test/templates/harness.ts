@@ -29,8 +29,9 @@ export interface TemplatesSystem {
 export async function startTemplatesSystem(env: Record<string, string> = {}): Promise<TemplatesSystem> {
   const receiver = new Receiver();
   await receiver.listen();
-  const sys = await startTestSystem({ env: { SMS_PROVIDER: "sandbox", VOICE_PROVIDER: "sandbox", OUTBOUND_RECIPIENT_GAP_MS: "0", ...env } });
-  await setCallback(sys.core.prisma, sys.core.keyring, sys.tenantId, `${receiver.url}/hooks`);
+  // events go to a local receiver over http: development mode, opted into explicitly
+  const sys = await startTestSystem({ env: { SMS_PROVIDER: "sandbox", VOICE_PROVIDER: "sandbox", OUTBOUND_RECIPIENT_GAP_MS: "0", NODE_ENV: "development", ...env } });
+  await setCallback(sys.core.prisma, sys.core.keyring, sys.tenantId, `${receiver.url}/hooks`, { dev: true });
   const accountJobs: string[] = [];
   const statusWorker = sys.workers!.workers.find((w: Worker) => w.name === "statuses")!;
   statusWorker.on("completed", (job, result) => {

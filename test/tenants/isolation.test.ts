@@ -58,10 +58,10 @@ describe("tenant isolation: the remaining API routes and the console", () => {
     expect((await api().put("/admin/flows/isoflow").set(as(a)).send(flow("one"))).status).toBe(201);
     expect((await api().put("/admin/flows/isoflow").set(as(a)).send(flow("two"))).status).toBe(200);
     expect((await api().put(`/admin/tenants/${a.tenantId}/admin-number`).set(root()).send({ number: "+447911123601" })).status).toBe(200);
-    const held = await api().put(`/admin/tenants/${a.tenantId}/events`).set(as(a)).send({ url: "http://127.0.0.1:9/a-hook" });
+    const held = await api().put(`/admin/tenants/${a.tenantId}/events`).set(as(a)).send({ url: "https://hooks.example.invalid/a-hook" });
     expect(held.status).toBe(202);
     stepUpId = held.body.stepUp.id;
-    expect((await api().put(`/admin/tenants/${a.tenantId}/events`).set(root()).send({ url: "http://127.0.0.1:9/a-hook" })).status).toBe(200);
+    expect((await api().put(`/admin/tenants/${a.tenantId}/events`).set(root()).send({ url: "https://hooks.example.invalid/a-hook" })).status).toBe(200);
     expect((await api().post("/v1/verifications").set(as(a)).send({ to: "+14155550311" })).status).toBe(201);
     const d = await waitFor(() => sys.core.prisma.eventDelivery.findFirst({ where: { tenantId: a.tenantId } }));
     deliveryId = d.id;

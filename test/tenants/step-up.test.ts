@@ -154,7 +154,7 @@ describe("held changes", () => {
 
   it("does not let the admin's chat approve a step-up code typed into WhatsApp", async () => {
     const previous = latestCode(sys.sandbox, ADMIN_DIGITS);
-    const held = await api().put(`/admin/tenants/${tenantId}/events`).set(asTenant()).send({ url: "http://127.0.0.1:9/hook" });
+    const held = await api().put(`/admin/tenants/${tenantId}/events`).set(asTenant()).send({ url: "https://hooks.example.invalid/hook" });
     expect(held.status).toBe(202);
     const code = await adminCode(previous);
     await sys.sandbox.injectInbound({ phoneNumberId: "20001", from: ADMIN_DIGITS, text: code });
@@ -163,7 +163,7 @@ describe("held changes", () => {
     await new Promise((r) => setTimeout(r, 300));
     const ok = await api().post(`/admin/step-ups/${held.body.stepUp.id}/confirm`).set(asTenant()).send({ code });
     expect(ok.status).toBe(200);
-    expect(ok.body.result.url).toBe("http://127.0.0.1:9/hook");
+    expect(ok.body.result.url).toBe("https://hooks.example.invalid/hook");
   });
 
   it("never holds a revocation", async () => {
