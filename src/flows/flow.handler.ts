@@ -19,6 +19,7 @@ import type { FlowStore } from "./flow-store";
 import { callBusinessEndpoint } from "./http-call";
 import type { FlowDefinition } from "./schema";
 import { matchTrigger } from "./triggers";
+import { SENSITIVE_ACTIONS } from "../journeys/actions";
 
 /** The built-in journey a contact is sent through while `reverifyRequiredAt` is set. */
 export const REVERIFY_FLOW = "reverify";
@@ -122,7 +123,7 @@ export class FlowHandler implements MessageHandler {
           vars: session.variables,
           wait: (session.state?.wait as EngineState["wait"]) ?? null,
         };
-        return this.drive(ctx, def, state, { kind: "message", text, replyId }, engineCtx, settings.flows.sessionTimeoutMinutes);
+        return this.drive(ctx, def, state, { kind: "message", text, replyId }, engineCtx, settings.flows.sessionTimeoutMinutes, guardOf(session.state));
       }
       // the flow was deleted, or the contact asked for the menu: fall through to triggers
     }
@@ -149,7 +150,8 @@ export class FlowHandler implements MessageHandler {
   async startFor(ctx: RouteContext, def: FlowDefinition, version: number, vars: Record<string, unknown>): Promise<RouteResult> {
     const settings = readSettings(ctx.tenant.settings);
     const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
-    return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes);
+    // started by the business's backend, not by the customer: no sensitive action until the customer verifies here
+    return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes, { apiStart: true, verified: false });
   }
 
   private context(ctx: RouteContext, locale: string, _fallback: string): EngineContext {
@@ -165,7 +167,10 @@ export class FlowHandler implements MessageHandler {
   }
 
   /** Runs the engine, executing effects and feeding their results back, until it waits for the customer. */
-  private async drive(ctx: RouteContext, def: FlowDefinition, state: EngineState, input: EngineInput, engineCtx: EngineContext, timeoutMinutes: number): Promise<RouteResult> {
+  private async drive(
+    ctx: RouteContext, def: FlowDefinition, state: EngineState, input: EngineInput, engineCtx: EngineContext, timeoutMinutes: number,
+    sessionGuard: SessionGuard = { apiStart: false, verified: false },
+  ): Promise<RouteResult> {
     const replies: OutboundContent[] = [];
     let secret = false;
     let handoff = false;
@@ -190,7 +195,7 @@ export class FlowHandler implements MessageHandler {
         }
         else if (e.type === "handoff") handoff = true;
         else if (e.type === "start_flow") startFlow = e.flow;
-        else result = await this.execute(ctx, current, e);
+        else result = await this.execute(ctx, current, e, sessionGuard);
       }
       if (startFlow) {
         const next = (await this.deps.flows.liveDefinitions(ctx.tenant.id)).find((f) => f.name === startFlow);
@@ -219,7 +224,7 @@ export class FlowHandler implements MessageHandler {
             step: s.step,
             variables: s.vars,
             expiresAt: new Date(ctx.now.getTime() + timeoutMinutes * 60_000),
-            state: { wait: s.wait },
+            state: { wait: s.wait, ...(sessionGuard.apiStart ? { apiStart: true, verifiedInChat: sessionGuard.verified } : {}) },
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
     };
@@ -235,7 +240,7 @@ export class FlowHandler implements MessageHandler {
     return hit ? { ...content, template: { ...t, name: hit.name, language: { code: hit.language } } } : content;
   }
 
-  private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>): Promise<EffectResult> {
+  private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>, guard: SessionGuard): Promise<EffectResult> {
     const who = { tenantId: ctx.tenant.id, actor: `flow:${def.name}:${ctx.contact.id}` };
     switch (e.type) {
       case "otp_request":
@@ -249,7 +254,11 @@ export class FlowHandler implements MessageHandler {
       case "otp_check":
         try {
           const { verification, valid } = await this.deps.verifications.check(who, { to: e.to, purpose: e.purpose, code: e.code });
-          if (valid) return { type: "otp_check", status: "approved" };
+          if (valid) {
+            // the customer proved this chat's own number: an API-started session may now run sensitive actions
+            if (e.to === ctx.contact.phoneE164) guard.verified = true;
+            return { type: "otp_check", status: "approved" };
+          }
           if (verification.status === "max_attempts_reached") return { type: "otp_check", status: "locked" };
           return { type: "otp_check", status: "wrong", attemptsLeft: verification.maxAttempts - verification.attempts };
         } catch (err) {
@@ -263,11 +272,20 @@ export class FlowHandler implements MessageHandler {
       }
       case "pin_check": {
         const r = await this.deps.pins.verify(this.deps.prisma, { tenantId: ctx.tenant.id, contactId: ctx.contact.id, pin: e.pin });
+        if (r.status === "approved") guard.verified = true;
         return r.status === "wrong" ? { type: "pin_check", status: "wrong", attemptsLeft: r.attemptsLeft } : { type: "pin_check", status: r.status };
       }
       case "action": {
         const run = this.deps.actions?.[e.action];
         if (!run) return { type: "action", ok: false, error: "unknown_action" };
+        if (guard.apiStart && !guard.verified && SENSITIVE_ACTIONS.has(e.action)) {
+          // a flow started from the API runs a sensitive action only after the customer verified in this chat
+          await recordAudit(this.deps.prisma, {
+            tenantId: ctx.tenant.id, type: "flow.action_refused", actor: `flow:${def.name}`, subject: ctx.contact.phoneE164 ?? ctx.contact.id,
+            data: { flow: def.name, step: e.step, action: e.action, reason: "api_start_unverified" }, at: ctx.now,
+          });
+          return { type: "action", ok: false, error: "verification_required" };
+        }
         const locale = ctx.contact.locale ?? readSettings(ctx.tenant.settings).flows.defaultLocale;
         const r = await run({ tenant: ctx.tenant, contact: ctx.contact, now: ctx.now, flow: def.name, step: e.step, locale }, e.params);
         return r.ok ? { type: "action", ok: true, data: r.data } : { type: "action", ok: false, error: r.error };
@@ -300,6 +318,19 @@ export class FlowHandler implements MessageHandler {
       }
     }
   }
+}
+
+/**
+ * Kept in the session's state: a session the API started (`POST /v1/flows/{name}/start`) runs no sensitive action
+ * (src/journeys/actions.ts SENSITIVE_ACTIONS) until the customer verified in it (a code to their own number, or their PIN).
+ */
+interface SessionGuard {
+  apiStart: boolean;
+  verified: boolean;
+}
+
+function guardOf(state: Record<string, unknown> | null | undefined): SessionGuard {
+  return { apiStart: state?.apiStart === true, verified: state?.verifiedInChat === true };
 }
 
 function ended(): NonNullable<RouteResult["session"]> {

@@ -2,21 +2,37 @@ import express, { Router, type Request } from "express";
 import { z } from "zod";
 import { recordAudit, listAudit, InvalidAuditQueryError } from "../audit/audit";
 import { Prisma, type PrismaClient } from "../db/prisma";
-import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback, type EventPublisher } from "../events/publisher";
+import { getCallback, InvalidCallbackUrlError, rotateSecret, setCallback, validateCallbackUrl, type EventPublisher } from "../events/publisher";
 import { OtpError } from "../otp/errors";
 import { normalizeNumber } from "../otp/phone";
 import { eraseContact, findContactByNumber } from "../retention/erase";
 import type { Keyring } from "../shared/crypto";
 import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
+import { securityChanges } from "../tenants/settings-security";
 import type { TenantDirectory } from "../tenants/tenant-directory";
-import type { StepUp } from "../tenants/step-up";
+import type { ApplyResult, StepUp } from "../tenants/step-up";
 import { assertTenantAccess, requireScope, requireSuperAdmin } from "./auth";
 import { ApiError } from "./errors";
 import { parseInput } from "./validate";
 
 const uuid = z.uuid();
 const e164 = z.string().trim().regex(/^\+[1-9]\d{6,14}$/, "an E.164 number, e.g. +14155550123");
+/**
+ * The admin number receives the step-up codes over WhatsApp: a real mobile number (libphonenumber-js, as for every
+ * code: src/otp/phone.ts), given in E.164 and stored as it normalises.
+ */
+const MOBILE_TYPES = new Set(["MOBILE", "FIXED_LINE_OR_MOBILE"]);
+const adminNumberSchema = e164.transform((v, ctx) => {
+  try {
+    const n = normalizeNumber(v);
+    if (n.type && MOBILE_TYPES.has(n.type)) return n.e164;
+    ctx.addIssue({ code: "custom", message: "a mobile number that can receive WhatsApp codes (this one is not a mobile number)" });
+  } catch {
+    ctx.addIssue({ code: "custom", message: "a valid phone number in E.164 form, e.g. +447911123456" });
+  }
+  return z.NEVER;
+});
 const wabaId = z.string().regex(/^\d{1,32}$/, "the numeric WhatsApp Business Account id");
 const appSecret = z.string().regex(/^[0-9a-f]{32}$/i, "Meta app secrets are 32 hex characters");
 const accessToken = z.string().min(10).max(4096);
@@ -34,7 +50,7 @@ const tenantBody = z.strictObject({
   /** this number's Meta app secret, when its app is not the deployment's (WHATSAPP_APP_SECRET) */
   appSecret: appSecret.optional(),
   /** where step-up codes for this tenant's security-sensitive admin changes go */
-  adminNumber: e164.optional(),
+  adminNumber: adminNumberSchema.optional(),
   settings: z.unknown().optional(),
 });
 
@@ -138,10 +154,18 @@ export function adminRoutes(deps: {
     // the key is shown once, in this answer; the held change keeps only its id
     return { status: 201, body: shown, stored: { id: key.id, prefix: key.prefix, scopes: key.scopes } };
   });
-  stepUp.register("settings.phone_policy", async (tenantId, payload, actor) => {
+  // settings that guard codes, numbers, money or the network (src/tenants/settings-security.ts); phone_policy: older rows
+  const applyHeldSettings = async (tenantId: string, payload: Record<string, unknown>, actor: string): Promise<ApplyResult> => {
     const t = await prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
     const updated = await applySettingsPatch(t, payload, actor);
     return { status: 200, body: tenantView(updated), stored: { sections: Object.keys(payload) } };
+  };
+  stepUp.register("settings.phone_policy", applyHeldSettings);
+  stepUp.register("settings.security", applyHeldSettings);
+  stepUp.register("tenant.set_waba_id", async (tenantId, payload, actor) => {
+    const body = tenantPatch.parse(payload);
+    const updated = await updateTenant(tenantId, body, actor);
+    return { status: 200, body: tenantView(updated), stored: { fields: Object.keys(body) } };
   });
   stepUp.register("events.callback", async (tenantId, payload, actor) => {
     try {
@@ -160,15 +184,7 @@ export function adminRoutes(deps: {
   });
 
   async function applySettingsPatch(t: TenantRow, patch: Record<string, unknown>, actor: string) {
-    const current = readSettings(t.settings);
-    // each section given is merged into the current one: fields left out keep their values
-    const merged: Record<string, unknown> = { ...current };
-    for (const [section, value] of Object.entries(patch)) {
-      if (value === undefined) continue;
-      if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(400, "invalid_request", `${section} must be an object`);
-      merged[section] = { ...(current[section as keyof typeof current] as object), ...(value as object) };
-    }
-    const next = parseSettings(merged);
+    const next = mergeSettings(readSettings(t.settings), patch);
     const updated = await prisma.tenant.update({ where: { id: t.id }, data: { settings: next as Prisma.InputJsonValue } });
     deps.tenants.invalidate();
     await recordAudit(prisma, { tenantId: t.id, type: "tenant.settings_changed", actor, data: { sections: Object.keys(patch) }, at: new Date() });
@@ -232,23 +248,39 @@ export function adminRoutes(deps: {
     res.json(tenantView(await tenantFor(req, req.params.id as string)));
   });
 
+  /** name and WABA id; a WABA id change refreshes the webhook scopes (which secret may speak for which WABA) */
+  async function updateTenant(tenantId: string, body: z.infer<typeof tenantPatch>, actor: string) {
+    const updated = await prisma.tenant.update({ where: { id: tenantId }, data: { name: body.name, wabaId: body.wabaId } });
+    deps.tenants.invalidate();
+    if (body.wabaId !== undefined) deps.webhookSecrets?.invalidate();
+    await recordAudit(prisma, { tenantId, type: "tenant.updated", actor, data: { fields: Object.keys(body) }, at: new Date() });
+    return updated;
+  }
+
   router.patch("/tenants/:id", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
     const body = parseInput(tenantPatch, req.body);
-    const updated = await prisma.tenant.update({ where: { id: t.id }, data: { name: body.name, wabaId: body.wabaId } });
-    deps.tenants.invalidate();
-    await audit(req, t.id, "tenant.updated", { fields: Object.keys(body) });
-    res.json(tenantView(updated));
+    const p = req.principal!;
+    // the WABA id decides whose account-level webhooks (template status, quality, tier) a tenant receives and, with
+    // its own app secret, may sign: a tenant key never claims another tenant's, and its own change is held
+    if (!p.superAdmin && body.wabaId !== undefined && body.wabaId !== t.wabaId) {
+      if (body.wabaId !== null && (await prisma.tenant.count({ where: { wabaId: body.wabaId, id: { not: t.id } } })) > 0) {
+        throw new ApiError(409, "waba_id_taken", "This WhatsApp Business Account belongs to another business: only the operator can assign it");
+      }
+      return held(req, res, t.id, "tenant.set_waba_id", body);
+    }
+    res.json(tenantView(await updateTenant(t.id, body, p.actor)));
   });
 
   router.patch("/tenants/:id/settings", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
     const patch = parseInput(settingsPatch, req.body);
-    // opening the country policy is a security change (SMS pumping, fraud): held for step-up like the others
-    if (patch.phonePolicy !== undefined) {
-      parseSettings({ ...readSettings(t.settings), phonePolicy: { ...readSettings(t.settings).phonePolicy, ...(patch.phonePolicy as object) } });
-      return held(req, res, t.id, "settings.phone_policy", patch);
-    }
+    // the whole patch is validated first (a refused change sends no code); a change to a setting that guards
+    // something (test numbers, attempts, limits, costs and budgets, the country policy, the HTTP allow-list…) is
+    // held for step-up like the other security changes, with the rest of its patch
+    const current = readSettings(t.settings);
+    const changed = securityChanges(current, mergeSettings(current, patch));
+    if (changed.length > 0) return held(req, res, t.id, "settings.security", patch);
     res.json(tenantView(await applySettingsPatch(t, patch, req.principal!.actor)));
   });
 
@@ -266,7 +298,7 @@ export function adminRoutes(deps: {
 
   router.put("/tenants/:id/admin-number", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
-    const body = parseInput(z.strictObject({ number: e164.nullable() }), req.body);
+    const body = parseInput(z.strictObject({ number: adminNumberSchema.nullable() }), req.body);
     // a tenant key changes it only with a code sent to the CURRENT admin number (none set: only the break-glass key)
     await held(req, res, t.id, "tenant.set_admin_number", body);
   });
@@ -274,6 +306,11 @@ export function adminRoutes(deps: {
   router.put("/tenants/:id/events", requireScope("admin"), async (req, res) => {
     const t = await tenantFor(req, req.params.id as string);
     const body = parseInput(z.strictObject({ url: z.string().max(2048).nullable() }), req.body);
+    // a URL that could not be set is refused now, before any code goes out
+    if (body.url !== null) {
+      const check = validateCallbackUrl(body.url, { dev: deps.dev === true });
+      if (!check.ok) throw new ApiError(400, "invalid_callback_url", check.reason);
+    }
     await held(req, res, t.id, "events.callback", body);
   });
 
@@ -408,6 +445,17 @@ export function adminRoutes(deps: {
   });
 
   return router;
+}
+
+/** Each section given is merged into the current one (fields left out keep their values), then validated in full. */
+function mergeSettings(current: ReturnType<typeof readSettings>, patch: Record<string, unknown>) {
+  const merged: Record<string, unknown> = { ...current };
+  for (const [section, value] of Object.entries(patch)) {
+    if (value === undefined) continue;
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(400, "invalid_request", `${section} must be an object`);
+    merged[section] = { ...(current[section as keyof typeof current] as object), ...(value as object) };
+  }
+  return parseSettings(merged);
 }
 
 function parseSettings(raw: unknown) {

@@ -3,8 +3,10 @@ import express, { Router, type Request } from "express";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { PrismaClient } from "../db/prisma";
+import { loadBuiltinFlows } from "../flows/builtin";
 import { FlowNotFoundError, type FlowStore } from "../flows/flow-store";
-import { parseFlowText, validateFlow, type FlowError } from "../flows/schema";
+import { parseFlowText, validateFlow, type FlowDefinition, type FlowError } from "../flows/schema";
+import { sensitiveActionsOf } from "../journeys/actions";
 import { askedTenant, requireScope } from "./auth";
 import { ApiError } from "./errors";
 
@@ -37,6 +39,34 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
     if (!(await flows.delete(tenantId, name, actor))) throw flowNotFound(name);
     return { status: 200, body: { name, deleted: true } };
   });
+
+  // publishing a flow that can run a sensitive action (mark_verified, change_number, remove_pin…) or that replaces a
+  // built-in (login, recovery, re-verification…) changes how customers prove who they are: held for a tenant key
+  stepUp.register("flow.publish", async (tenantId, payload, actor) => {
+    const r = validateFlow(payload.definition);
+    if (!r.ok) throw invalidFlow(r.errors);
+    const result = await flows.publish(tenantId, r.flow, actor, "api");
+    return { status: result.created ? 201 : 200, body: { name: result.name, version: result.version } };
+  });
+  stepUp.register("flow.rollback", async (tenantId, payload, actor) => {
+    const name = String(payload.name);
+    const version = Number(payload.version);
+    try {
+      const result = await flows.rollback(tenantId, name, version, actor);
+      return { status: 200, body: { name: result.name, version: result.version, rolledBackTo: version } };
+    } catch (err) {
+      if (err instanceof FlowNotFoundError) throw flowNotFound(name, err.version);
+      throw err;
+    }
+  });
+
+  /** why publishing `definition` as `name` needs step-up (empty: it does not) */
+  async function sensitivity(tenantId: string, name: string, definition: FlowDefinition): Promise<string[]> {
+    const reasons = sensitiveActionsOf(definition).map((a) => `action ${a}`);
+    const current = (await flows.list(tenantId)).find((f) => f.name === name);
+    if (current?.source === "builtin" || builtinNames().has(name)) reasons.push(`replaces the built-in flow ${name}`);
+    return reasons;
+  }
 
   const tenantOf = (req: Request) => askedTenant(prisma, req.principal!, req.query.tenantId);
 
@@ -88,6 +118,10 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
     else if (given !== pathName) throw invalidFlow([{ path: "name", message: `the definition's name ${JSON.stringify(given)} differs from the path's '${pathName}'` }]);
     const r = validateFlow(doc);
     if (!r.ok) throw invalidFlow(r.errors);
+    if (!req.principal!.superAdmin && (await sensitivity(tenantId, r.flow.name, r.flow)).length > 0) {
+      const held = await stepUp.run(req.principal!, tenantId, "flow.publish", { definition: doc as Record<string, unknown> });
+      return void res.status(held.status).json(held.body);
+    }
     const result = await flows.publish(tenantId, r.flow, req.principal!.actor, "api");
     res.status(result.created ? 201 : 200).json({ name: result.name, version: result.version });
   });
@@ -105,6 +139,16 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
     const name = nameOf(req);
     const body = z.strictObject({ version: z.number().int().min(1) }).safeParse(req.body ?? {});
     if (!body.success) throw new ApiError(400, "invalid_request", "Send {\"version\": N}: the version to roll back to", body.error.issues.map((i) => ({ path: i.path.join(".") || "body", message: i.message })));
+    if (!req.principal!.superAdmin) {
+      // a rollback publishes an older definition: held like its publish would be (the version must exist: 404 first)
+      const target = await flows.get(tenantId, name, body.data.version);
+      if (!target) throw (await flows.get(tenantId, name)) ? flowNotFound(name, body.data.version) : flowNotFound(name);
+      const def = validateFlow(target.definition);
+      if (!def.ok || (await sensitivity(tenantId, name, def.flow)).length > 0) {
+        const held = await stepUp.run(req.principal!, tenantId, "flow.rollback", { name, version: body.data.version });
+        return void res.status(held.status).json(held.body);
+      }
+    }
     try {
       const result = await flows.rollback(tenantId, name, body.data.version, req.principal!.actor);
       res.json({ name: result.name, version: result.version, rolledBackTo: body.data.version });
@@ -124,4 +168,11 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
   });
 
   return router;
+}
+
+let builtins: Set<string> | null = null;
+/** the names of the shipped built-in flows (read once) */
+function builtinNames(): Set<string> {
+  builtins ??= new Set(loadBuiltinFlows().files.map((f) => f.flow.name));
+  return builtins;
 }

@@ -11,3 +11,21 @@ export function mergeActions(...groups: ActionRegistry[]): Record<string, Action
   for (const g of groups) for (const [k, v] of Object.entries(g)) if (v) out[k] = v;
   return out;
 }
+
+/**
+ * Actions that change who a customer is or how they prove it: a flow holding one of them is published by a tenant
+ * key only with step-up (src/http/flows.routes.ts), and in a flow started from the API (`POST /v1/flows/{name}/start`)
+ * one runs only after the customer verified in that chat (an approved code to their own number, or their PIN):
+ * the API alone never marks a customer verified, moves their number, removes their PIN or sets their recovery email.
+ */
+export const SENSITIVE_ACTIONS: ReadonlySet<string> = new Set(["mark_verified", "change_number", "remove_pin", "set_recovery_email", "clear_reverify"]);
+
+/** The sensitive actions a flow definition's steps can run (empty: none). */
+export function sensitiveActionsOf(definition: { steps: readonly unknown[] }): string[] {
+  const found = new Set<string>();
+  for (const s of definition.steps) {
+    const step = s as { type?: unknown; action?: unknown };
+    if (step?.type === "action" && typeof step.action === "string" && SENSITIVE_ACTIONS.has(step.action)) found.add(step.action);
+  }
+  return [...found];
+}

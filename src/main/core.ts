@@ -160,7 +160,8 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   });
   const dailyCodes = new DailyCodes({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, dispatch: (ids) => eventPublisher.dispatch(ids) });
   const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents, dailyCodes });
-  const stepUp = new StepUp({ prisma, keyring, verifications, clock, logger: logger.child({ component: "step-up" }) });
+  // step-up codes have their own path (fixed attempts and limits, no test numbers): only the outbound sending is shared
+  const stepUp = new StepUp({ prisma, keyring, delivery: planner, limits, clock, logger: logger.child({ component: "step-up" }) });
   const flows = FlowStore.shared(prisma, clock);
   const pins = new PinService({ clock, logger });
   const email = createEmailSender(config, logger);

@@ -7,7 +7,7 @@ import { OtpError, type OtpErrorCode } from "./errors";
  * named window; its size comes from the tenant's settings at call time (limiters are cached per size).
  * A limit that is hit becomes an OtpError with Retry-After; a Redis failure propagates (the API answers 503).
  */
-export type LimitName = "tenant" | "ip" | "prefix" | "number_sends" | "checks_number" | "checks_tenant" | "auth_failures";
+export type LimitName = "tenant" | "ip" | "prefix" | "number_sends" | "checks_number" | "checks_tenant" | "auth_failures" | "step_up_sends" | "step_up_checks";
 
 export class Limits {
   private readonly limiters = new Map<string, RateLimiterRedis>();

@@ -13,6 +13,7 @@ import { checkNumberPolicy, normalizeNumber } from "./phone";
 import { emptyPostCommit, type DeliveryPlanner, type PostCommit } from "./delivery";
 import type { OtpEvents } from "./otp-events";
 import type { DailyCodes, DailyToken } from "../limits/daily-codes";
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -383,7 +384,7 @@ export class VerificationService {
 
     let v;
     if (input.id) {
-      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
+      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending", ...NOT_STEP_UP } }) : null;
       if (v && input.purpose && v.purpose !== input.purpose) v = null;
     } else {
       const number = normalizeNumber(input.to ?? "");
@@ -433,7 +434,7 @@ export class VerificationService {
 
   async get(who: Actor, id: string): Promise<VerificationRow> {
     if (!isUuid(id)) throw new OtpError("verification_not_found");
-    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
+    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId, ...NOT_STEP_UP }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
     if (!v) throw new OtpError("verification_not_found");
     if (v.status === "pending" && v.expiresAt <= this.deps.clock.now()) {
       await this.expire(v.id, "system");
@@ -556,7 +557,7 @@ const PRE_SETTINGS = `SELECT settings::text AS settings FROM tenants WHERE id = 
 
 const PRE_CHECK_BY_ID = `SELECT t.settings::text AS settings, v.* FROM tenants t
 LEFT JOIN LATERAL (SELECT ${VERIFICATION_COLUMNS} FROM verifications
-  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending') v ON true
+  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending' AND NOT starts_with(purpose, 'step_up:')) v ON true
 WHERE t.id = $1::uuid`;
 
 const PRE_CHECK_BY_TO = `SELECT t.settings::text AS settings, v.* FROM tenants t
@@ -605,6 +606,12 @@ function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; meta?: unknown; message?: string };
   return e?.code === "P2002" || /23505|unique constraint/i.test(String(e?.message ?? ""));
 }
+
+/**
+ * Admin step-up codes (purpose `step_up:…`, src/tenants/step-up.ts) are not the Verify API's: no lookup by id
+ * (check, get, cancel) ever finds one. Lookups by number name a purpose, and the API's purposes cannot hold a ':'.
+ */
+const NOT_STEP_UP = { NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } } as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(v: string): boolean {

@@ -1,6 +1,7 @@
 import type { Queue } from "bullmq";
 import type { PrismaClient } from "../../db/prisma";
 import { presentVerification } from "../../otp/presenter";
+import { STEP_UP_PURPOSE_PREFIX } from "../../tenants/step-up";
 
 /**
  * The console's read models: lists and counts the admin API has no route for. Every query is scoped to one tenant
@@ -13,7 +14,8 @@ export type VerificationStatusName = (typeof VERIFICATION_STATUSES)[number];
 
 export async function listVerifications(prisma: PrismaClient, tenantId: string, opts: { status?: VerificationStatusName; limit: number }) {
   const rows = await prisma.verification.findMany({
-    where: { tenantId, ...(opts.status ? { status: opts.status } : {}) },
+    // admin step-up codes (src/tenants/step-up.ts) are not the business's verifications
+    where: { tenantId, NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } }, ...(opts.status ? { status: opts.status } : {}) },
     include: { deliveries: { orderBy: { createdAt: "asc" } } },
     orderBy: { createdAt: "desc" },
     take: opts.limit,
