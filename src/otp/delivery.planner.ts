@@ -11,7 +11,7 @@ import type { OutboundMessageRecord } from "../queues/outbound.worker";
 import { VerificationEndedError } from "../queues/outbound.worker";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
-import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
+import { readSettings, readSettingsText, testNumberOf, type Channel, type TenantSettings } from "../tenants/settings";
 import { isUnsendable, type TemplateHealth } from "../tenants/templates";
 import { auditStatement } from "../audit/audit";
 import { EventPublisher } from "../events/publisher";
@@ -87,7 +87,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
         : null;
 
     // the channel really used: WhatsApp is skipped while its template is unsendable, a paid channel over the budget
-    const choice = await this.chooseChannel(tx, { id: v.id, tenantId: v.tenantId, locale }, settings, input.channel);
+    const choice = await this.chooseChannel(tx, { id: v.id, tenantId: v.tenantId, locale, to: v.to }, settings, input.channel);
     if (!choice) {
       // every channel left was refused by the daily budget: the business is told the code cannot be delivered
       await this.record(tx, post, {
@@ -167,7 +167,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
    */
   private async chooseChannel(
     tx: Tx,
-    v: { id: string; tenantId: string; locale: string },
+    v: { id: string; tenantId: string; locale: string; to: string },
     settings: TenantSettings,
     wanted: Channel,
   ): Promise<{ channel: Channel; deliveryId: string; skipped: { from: Channel; reason: string } | null } | null> {
@@ -182,6 +182,11 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
         if (!blocked) return { channel: c, deliveryId, skipped };
         skipped ??= { from: c, reason: `template_${blocked.toLowerCase()}` };
         whatsappLastResort = true;
+        continue;
+      }
+      if (testNumberOf(settings, v.to)) {
+        // a test number's code never goes out on a paid channel
+        skipped ??= { from: c, reason: "test_number" };
         continue;
       }
       if (!this.deps.budget) return { channel: c, deliveryId, skipped };
@@ -208,9 +213,17 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
    * already did, same delivery id). Over the budget: the delivery fails (error "fallback_budget") and falls back.
    * Returns whether the code may be sent.
    */
-  async admitPaid(d: { id: string; channel: Channel; verificationId: string; tenantId: string; settings: unknown }): Promise<boolean> {
-    if (!this.deps.budget || d.channel === "whatsapp") return true;
-    const r = await this.deps.budget.reserve({ tenantId: d.tenantId, settings: readSettings(d.settings), channel: d.channel, ref: d.id, verificationId: d.verificationId });
+  async admitPaid(d: { id: string; channel: Channel; verificationId: string; tenantId: string; to: string; settings: unknown }): Promise<boolean> {
+    if (d.channel === "whatsapp") return true;
+    const settings = readSettings(d.settings);
+    if (testNumberOf(settings, d.to)) {
+      // the last gate before a provider: a test number's code is never sent on a paid channel
+      this.deps.logger.warn({ verificationId: d.verificationId, channel: d.channel }, "paid channel refused for a test number: code not sent");
+      await this.fallBack(d.id, "failed", "test_number");
+      return false;
+    }
+    if (!this.deps.budget) return true;
+    const r = await this.deps.budget.reserve({ tenantId: d.tenantId, settings, channel: d.channel, ref: d.id, verificationId: d.verificationId });
     if (r.ok) return true;
     await this.fallBack(d.id, "failed", "fallback_budget");
     return false;
@@ -239,7 +252,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
   planStatements(
     post: PostCommit,
     input: PlanInput,
-    v: { id: string; tenantId: string; locale: string | null },
+    v: { id: string; tenantId: string; locale: string | null; to?: string },
     settings: TenantSettings,
     contact: SqlContact | null,
   ): BatchStatement[] {
@@ -248,7 +261,7 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
     const deliveryId = randomUUID();
     // WhatsApp is passed over while the locale's code template is unsendable (this process's view of the statuses:
     // a stale one costs a send that Meta refuses with 132015/132016, which then falls back like any failure)
-    const skip = this.skipWhatsapp(v.tenantId, settings, locale, input.channel);
+    const skip = this.skipWhatsapp(v.tenantId, settings, locale, input.channel, v.to);
     if (skip) {
       input = { ...input, channel: skip.channel };
       out.push({ statement: `UPDATE verifications SET channel = $2::text, updated_at = now() WHERE id = $1::uuid`, values: [v.id, skip.channel] });
@@ -294,8 +307,10 @@ export class OtpDeliveryPlanner implements DeliveryPlanner {
   }
 
   /** `chooseChannel`'s template rule for the synchronous SQL path: the channel to use instead of WhatsApp, or null. */
-  private skipWhatsapp(tenantId: string, settings: TenantSettings, locale: string, wanted: Channel): { channel: Channel; reason: string } | null {
+  private skipWhatsapp(tenantId: string, settings: TenantSettings, locale: string, wanted: Channel, to?: string): { channel: Channel; reason: string } | null {
     if (wanted !== "whatsapp" || !this.deps.templates) return null;
+    // a test number stays on WhatsApp: its code never goes out on a paid channel
+    if (to !== undefined && testNumberOf(settings, to)) return null;
     const t = chooseTemplate(settings, locale, this.deps.config);
     const blocked = this.deps.templates.blockedStatus(tenantId, t.name, t.language);
     if (!blocked) return null;
@@ -489,7 +504,9 @@ SELECT $1::uuid, $2::uuid, $3::text, jsonb_set(jsonb_set($4::jsonb, '{data,to}',
       const others = await tx.otpDelivery.count({ where: { verificationId: v.id, id: { not: d.id }, status: { in: ["queued", "sent", "delivered"] } } });
       if (others > 0) return { next: null, channel: d.channel, stoodAside: true };
       const settings = readSettings(v.tenant.settings);
-      const next = nextChannel(settings.otp.channels, d.channel as Channel, (c) => this.available(c));
+      // a test number's code never falls back to a paid channel
+      const test = !!testNumberOf(settings, v.to);
+      const next = nextChannel(settings.otp.channels, d.channel as Channel, (c) => this.available(c) && (c === "whatsapp" || !test));
       const why = reason === "no_delivery" ? "delivery_timeout" : "delivery_failed";
       const base = { tenantId: v.tenantId, actor: "system", now, verificationId: v.id, to: v.to, purpose: v.purpose };
       if (next) {

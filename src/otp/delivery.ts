@@ -41,7 +41,8 @@ export interface DeliveryPlanner {
   planStatements?(
     post: PostCommit,
     input: PlanInput,
-    v: { id: string; tenantId: string; locale: string | null },
+    /** `to`: the number, so that a test number's code never goes out on a paid channel */
+    v: { id: string; tenantId: string; locale: string | null; to?: string },
     settings: TenantSettings,
     contact: { id: string; lastInboundAt: Date | null } | null,
   ): BatchStatement[];

@@ -41,6 +41,11 @@ export class Limits {
     }
   }
 
+  /** Gives one point back (a request that consumed it sent no code after all). */
+  async refund(name: LimitName, key: string, points: number, durationSeconds: number): Promise<void> {
+    await this.limiter(name, points, durationSeconds).reward(key, 1);
+  }
+
   /** Points left in the window without taking one. */
   async remaining(name: LimitName, key: string, points: number, durationSeconds: number): Promise<{ remaining: number; msBeforeNext: number }> {
     const res = await this.limiter(name, points, durationSeconds).get(key);

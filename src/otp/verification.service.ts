@@ -4,16 +4,16 @@ import { maskPhone, type Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import { batch, sqlFor, type BatchStatement, type Queryable } from "../db/sql";
-import { readSettings, readSettingsText, type Channel, type TenantSettings } from "../tenants/settings";
+import { readSettings, readSettingsText, testNumberOf, type Channel, type TenantSettings } from "../tenants/settings";
 import { codeMatches, generateCode, hashCode, NO_VERIFICATION } from "./codes";
 import { OtpError } from "./errors";
 import type { Limits } from "./limits";
 import { localeFor } from "./locale";
-import { checkNumberPolicy, normalizeNumber } from "./phone";
+import { checkNumberPolicy, normalizeNumber, type CheckedNumber } from "./phone";
+import { spendSendAllowance, type SpentAllowance } from "./send-allowance";
 import { emptyPostCommit, type DeliveryPlanner, type PostCommit } from "./delivery";
 import type { OtpEvents } from "./otp-events";
-import type { DailyCodes, DailyToken } from "../limits/daily-codes";
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
+import type { DailyCodes } from "../limits/daily-codes";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -92,10 +92,11 @@ export class VerificationService {
     return { name: row.name, settings: readSettings(row.settings) };
   };
 
-  /** A create that failed after its code was counted gives the place back, then fails with the same error. */
-  private async refundDaily(token: DailyToken | null | undefined, err: unknown): Promise<never> {
-    await this.deps.dailyCodes?.refund(token);
-    throw err;
+  /** The number's send allowance (src/otp/send-allowance.ts), spent once a code is really going out. */
+  private spend(who: Actor, settings: TenantSettings, number: CheckedNumber, clientIp: string | undefined, spent: SpentAllowance[]): () => Promise<void> {
+    return async () => {
+      spent.push(await spendSendAllowance(this.deps, { tenantId: who.tenantId, settings, to: number.e164, prefix: number.prefix, clientIp }));
+    };
   }
 
   /** The planner's SQL side, when it has one: then create and check run on plain SQL (src/db/sql.ts). */
@@ -104,46 +105,55 @@ export class VerificationService {
     return d.contactStatement && d.contactAfterRace && d.planStatements ? (d as Required<DeliveryPlanner>) : null;
   }
 
+  /**
+   * What both create paths check before any limit: the number's country and type policy (test numbers too), the
+   * channel, and for a test number that the channel is WhatsApp (a test number's code never goes out on a paid
+   * channel). Returns the test number's entry (its only privilege: a fixed code) and the channel.
+   */
+  private admit(number: CheckedNumber, input: CreateInput, settings: TenantSettings): { test: ReturnType<typeof testNumberOf>; channel: Channel } {
+    checkNumberPolicy(number, settings.phonePolicy);
+    const test = testNumberOf(settings, number.e164);
+    const channel = input.channel ?? settings.otp.channels[0]!;
+    if (!this.deps.delivery.available(channel)) throw new OtpError("channel_unavailable");
+    if (test && channel !== "whatsapp") throw new OtpError("channel_unavailable", undefined, "Codes to test numbers go out on WhatsApp only, never by SMS or voice");
+    return { test, channel };
+  }
+
+  /**
+   * Create (send or re-send). Creates for one number and purpose are serialised by a transaction-scoped advisory
+   * lock taken without waiting: a create that finds another one under way answers `429 resend_cooldown`
+   * (Retry-After 1) at once, and spends nothing. The lock holder decides under the pending row's lock: inside the
+   * cool-down `429`, else the code goes out and only then are the limits spent (given back if it fails after all).
+   */
   async create(who: Actor, input: CreateInput, ext?: InTx): Promise<VerificationRow> {
     const planner = this.sqlPlanner;
     if (!ext && planner) return this.createSql(who, input, planner);
-    const { prisma, limits, clock } = this.deps;
+    const { prisma, clock } = this.deps;
     const now = clock.now();
     const { settings } = await this.settingsOf(prisma, who.tenantId);
     const number = normalizeNumber(input.to);
-    const test = settings.otp.testNumbers.find((t) => t.number === number.e164);
-    if (!test) checkNumberPolicy(number, settings.phonePolicy);
-    const channel = input.channel ?? settings.otp.channels[0]!;
-    if (!this.deps.delivery.available(channel)) throw new OtpError("channel_unavailable");
+    const { test, channel } = this.admit(number, input, settings);
     const purpose = input.purpose ?? DEFAULT_PURPOSE;
 
     const block = await prisma.numberBlock.findUnique({ where: { tenantId_phone: { tenantId: who.tenantId, phone: number.e164 } } });
     if (block && block.until > now) throw new OtpError("number_blocked", Math.ceil((block.until.getTime() - now.getTime()) / 1000));
 
-    if (!test) {
-      // a request inside the re-send cool-down is refused before it spends any other limit
-      const live = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose, status: "pending" }, select: { nextSendAt: true, expiresAt: true } });
-      if (live?.nextSendAt && live.nextSendAt > now && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
-        throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((live.nextSendAt.getTime() - now.getTime()) / 1000)));
-      }
-      const l = settings.limits;
-      await limits.consume("tenant", who.tenantId, l.tenantPerMinute, 60);
-      if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);
-      await limits.consume("prefix", `${who.tenantId}:${number.prefix}`, l.prefixPer10Minutes, 600);
-    }
-    // every code sent (new or re-sent) counts against the tenant's daily cap; given back if the send fails below
-    const daily = test ? null : await this.deps.dailyCodes?.consume(who.tenantId, settings.limits.codesPerDay);
+    // a request inside the re-send cool-down is refused before it takes a lock or spends any limit
+    const seen = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose, status: "pending" }, select: { nextSendAt: true, expiresAt: true } });
+    refuseInCooldown(seen, now);
 
+    const spent: SpentAllowance[] = [];
+    const spend = this.spend(who, settings, number, input.clientIp, spent);
     const attempt = () =>
       this.run(ext, async (tx, post) => {
+        const [lock] = await tx.$queryRawUnsafe<{ locked: boolean }[]>(TRY_LOCK_NUMBER, createLockKey(who.tenantId, number.e164, purpose));
+        if (!lock?.locked) throw new OtpError("resend_cooldown", 1);
         const live = await lockPending(tx, who.tenantId, number.e164, purpose);
         if (live && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
-          return this.resend(tx, who, live, channel, settings, now, post, !!test);
+          return this.resend(tx, who, live, channel, settings, now, post, spend);
         }
+        await spend();
         if (live) await this.end(tx, who, live.id, live.expiresAt <= now ? "expired" : "canceled", now, post, "replaced by a new code");
-        if (!test) {
-          await limits.consume("number_sends", `${who.tenantId}:${number.e164}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
-        }
         const id = randomUUID();
         const code = test?.code ?? generateCode(settings.otp.codeLength);
         await tx.verification.create({
@@ -169,24 +179,40 @@ export class VerificationService {
         await this.deps.delivery.plan(tx, post, { verificationId: id, channel, reason: "requested", now });
         return loadRow(tx, id);
       });
+    return this.withRefund(spent, attempt, !ext);
+  }
+
+  /**
+   * Runs a create attempt; a failed one gives back what it spent (no code went out). Two creates that raced past
+   * the lock (a create that does not take it) meet at the partial unique index: the loser retries once and sees
+   * the winner's live code.
+   */
+  private async withRefund<T>(spent: SpentAllowance[], attempt: () => Promise<T>, mayRetry: boolean): Promise<T> {
+    const giveBack = async () => {
+      await Promise.all(spent.splice(0).map((s) => s.refund()));
+    };
     try {
       return await attempt();
     } catch (err) {
-      // two creates for one number raced past the lock; the loser retries and sees the winner's live code
-      if (isUniqueViolation(err) && !ext) return attempt().catch((e: unknown) => this.refundDaily(daily, e));
-      return this.refundDaily(daily, err);
+      await giveBack();
+      if (!mayRetry || !isUniqueViolation(err)) throw err;
+    }
+    try {
+      return await attempt();
+    } catch (err) {
+      await giveBack();
+      throw err;
     }
   }
 
   /**
-   * `create` on plain SQL, the same steps and guarantees: one read (settings, block, live code) before the
-   * limits; then one transaction: the pending row's lock (with the contact lookup-or-create in the same round
-   * trip), the number's send limit, and every write (old code ended, new row, audit, event, messages, delivery,
-   * COMMIT) in one more round trip. The partial unique index decides two creates that raced past the lock: the
-   * loser retries and sees the winner's code.
+   * `create` on plain SQL, the same steps and guarantees: one read (settings, block, live code) before the lock;
+   * then one transaction: the number's create lock, the pending row's lock (with the contact lookup-or-create in
+   * the same round trip), the limits (only when a code goes out), and every write (old code ended, new row, audit,
+   * event, messages, delivery, COMMIT) in one more round trip.
    */
   private async createSql(who: Actor, input: CreateInput, planner: NonNullable<VerificationService["sqlPlanner"]>): Promise<VerificationRow> {
-    const { prisma, limits, clock } = this.deps;
+    const { prisma, clock } = this.deps;
     const now = clock.now();
     const sql = sqlFor(prisma);
     const number = normalizeNumber(input.to);
@@ -194,43 +220,32 @@ export class VerificationService {
     const [pre] = await sql.query<{ settings: string | null; blockUntil: Date | null; liveNextSendAt: Date | null; liveExpiresAt: Date | null }>(PRE_CREATE, [who.tenantId, number.e164, purpose]);
     if (!pre) throw new Error(`tenant ${who.tenantId} not found`);
     const settings = readSettingsText(who.tenantId, pre.settings);
-    const test = settings.otp.testNumbers.find((t) => t.number === number.e164);
-    if (!test) checkNumberPolicy(number, settings.phonePolicy);
-    const channel = input.channel ?? settings.otp.channels[0]!;
-    if (!this.deps.delivery.available(channel)) throw new OtpError("channel_unavailable");
+    const { test, channel } = this.admit(number, input, settings);
 
     if (pre.blockUntil && pre.blockUntil > now) throw new OtpError("number_blocked", Math.ceil((pre.blockUntil.getTime() - now.getTime()) / 1000));
 
-    if (!test) {
-      // a request inside the re-send cool-down is refused before it spends any other limit
-      if (pre.liveNextSendAt && pre.liveExpiresAt && pre.liveNextSendAt > now && pre.liveExpiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
-        throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((pre.liveNextSendAt.getTime() - now.getTime()) / 1000)));
-      }
-      const l = settings.limits;
-      await limits.consume("tenant", who.tenantId, l.tenantPerMinute, 60);
-      if (input.clientIp) await limits.consume("ip", `${who.tenantId}:${input.clientIp}`, l.ipPerHour, 3600);
-      await limits.consume("prefix", `${who.tenantId}:${number.prefix}`, l.prefixPer10Minutes, 600);
-    }
-    // the daily cap: one Redis round trip (a Lua script), given back if the send fails below
-    const daily = test ? null : await this.deps.dailyCodes?.consume(who.tenantId, settings.limits.codesPerDay);
+    // a request inside the re-send cool-down is refused before it takes a lock or spends any limit
+    if (pre.liveExpiresAt) refuseInCooldown({ nextSendAt: pre.liveNextSendAt, expiresAt: pre.liveExpiresAt }, now);
     const eventsUrl = settings.events.url;
 
+    const spent: SpentAllowance[] = [];
+    const spend = this.spend(who, settings, number, input.clientIp, spent);
     const attempt = async () => {
       const post = emptyPostCommit();
       const row = await sql.transaction(async (q) => {
+        const tryLock: BatchStatement = { statement: TRY_LOCK_NUMBER, values: [createLockKey(who.tenantId, number.e164, purpose)] };
         const lock: BatchStatement = { statement: LOCK_PENDING, values: [who.tenantId, number.e164, purpose] };
         const contactSt = channel === "whatsapp" ? planner.contactStatement(who.tenantId, number.e164) : null;
-        const [locked, contactRows] = await batch(q, contactSt ? [lock, contactSt] : [lock]);
+        const [gotLock, locked, contactRows] = await batch(q, contactSt ? [tryLock, lock, contactSt] : [tryLock, lock]);
+        if (!(gotLock![0] as { locked?: boolean } | undefined)?.locked) throw new OtpError("resend_cooldown", 1);
         const contact = contactSt ? ((contactRows![0] as { id: string; lastInboundAt: Date | null } | undefined) ?? (await planner.contactAfterRace(q, who.tenantId, number.e164))) : null;
         const live = locked![0] as unknown as SqlVerification | undefined;
         if (live && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
-          return this.resendSql(q, who, live, channel, settings, now, post, !!test, contact, planner);
+          return this.resendSql(q, who, live, channel, settings, now, post, spend, contact, planner);
         }
+        await spend();
         const writes: BatchStatement[] = [];
         if (live) writes.push(...this.endStatements(eventsUrl, who, live, live.expiresAt <= now ? "expired" : "canceled", now, post, "replaced by a new code"));
-        if (!test) {
-          await limits.consume("number_sends", `${who.tenantId}:${number.e164}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
-        }
         const id = randomUUID();
         const code = test?.code ?? generateCode(settings.otp.codeLength);
         const locale = localeFor(input.locale, number.country, settings.otp.defaultLocale);
@@ -244,7 +259,7 @@ export class VerificationService {
           ],
         });
         writes.push(...this.deps.events.statements(eventsUrl, post, { tenantId: who.tenantId, type: "requested", actor: who.actor, verificationId: id, to: number.e164, purpose, channel, now }));
-        writes.push(...planner.planStatements(post, { verificationId: id, channel, reason: "requested", now }, { id, tenantId: who.tenantId, locale }, settings, contact));
+        writes.push(...planner.planStatements(post, { verificationId: id, channel, reason: "requested", now }, { id, tenantId: who.tenantId, locale, to: number.e164 }, settings, contact));
         writes.push({ statement: SELECT_DELIVERIES, values: [id] });
         const results = await batch(q, writes, { commit: true });
         const created = toRow(results[inserted]![0]!, results[results.length - 1]!);
@@ -256,29 +271,19 @@ export class VerificationService {
       await this.deps.delivery.afterCommit(post);
       return row;
     };
-    try {
-      return await attempt();
-    } catch (err) {
-      // two creates for one number raced past the lock; the loser retries and sees the winner's live code
-      if (isUniqueViolation(err)) return attempt().catch((e: unknown) => this.refundDaily(daily, e));
-      return this.refundDaily(daily, err);
-    }
+    return this.withRefund(spent, attempt, true);
   }
 
   private async resendSql(
-    q: Queryable, who: Actor, v: SqlVerification, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, isTest: boolean,
+    q: Queryable, who: Actor, v: SqlVerification, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, spend: () => Promise<void>,
     contact: { id: string; lastInboundAt: Date | null } | null, planner: NonNullable<VerificationService["sqlPlanner"]>,
   ): Promise<VerificationRow> {
-    if (!isTest && v.nextSendAt && v.nextSendAt > now) {
-      throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((v.nextSendAt.getTime() - now.getTime()) / 1000)));
-    }
-    if (!isTest) {
-      await this.deps.limits.consume("number_sends", `${who.tenantId}:${v.to}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
-    }
+    refuseInCooldown(v, now);
+    await spend();
     const sendCount = v.sendCount + 1;
     const writes: BatchStatement[] = [
       { statement: UPDATE_RESEND, values: [v.id, sendCount, now, new Date(now.getTime() + cooldown(settings, sendCount) * 1000), channel, contact?.id ?? null] },
-      ...planner.planStatements(post, { verificationId: v.id, channel, reason: "resend", now }, { id: v.id, tenantId: v.tenantId, locale: v.locale }, settings, contact),
+      ...planner.planStatements(post, { verificationId: v.id, channel, reason: "resend", now }, { id: v.id, tenantId: v.tenantId, locale: v.locale, to: v.to }, settings, contact),
       { statement: SELECT_DELIVERIES, values: [v.id] },
     ];
     const results = await batch(q, writes, { commit: true });
@@ -352,14 +357,10 @@ export class VerificationService {
     return { verification: row, valid: row.status === "approved" && valid };
   }
 
-  private async resend(tx: Tx, who: Actor, live: { id: string }, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, isTest: boolean): Promise<VerificationRow> {
+  private async resend(tx: Tx, who: Actor, live: { id: string }, channel: Channel, settings: TenantSettings, now: Date, post: PostCommit, spend: () => Promise<void>): Promise<VerificationRow> {
     const v = await tx.verification.findUniqueOrThrow({ where: { id: live.id } });
-    if (!isTest && v.nextSendAt && v.nextSendAt > now) {
-      throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((v.nextSendAt.getTime() - now.getTime()) / 1000)));
-    }
-    if (!isTest) {
-      await this.deps.limits.consume("number_sends", `${who.tenantId}:${v.to}`, settings.otp.maxSendsPerNumber, settings.otp.sendWindowMinutes * 60, "send_limit_reached");
-    }
+    refuseInCooldown(v, now);
+    await spend();
     const sendCount = v.sendCount + 1;
     await tx.verification.update({
       where: { id: v.id },
@@ -384,7 +385,7 @@ export class VerificationService {
 
     let v;
     if (input.id) {
-      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending", ...NOT_STEP_UP } }) : null;
+      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
       if (v && input.purpose && v.purpose !== input.purpose) v = null;
     } else {
       const number = normalizeNumber(input.to ?? "");
@@ -434,7 +435,7 @@ export class VerificationService {
 
   async get(who: Actor, id: string): Promise<VerificationRow> {
     if (!isUuid(id)) throw new OtpError("verification_not_found");
-    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId, ...NOT_STEP_UP }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
+    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
     if (!v) throw new OtpError("verification_not_found");
     if (v.status === "pending" && v.expiresAt <= this.deps.clock.now()) {
       await this.expire(v.id, "system");
@@ -515,6 +516,23 @@ export class VerificationService {
   }
 }
 
+/** Inside a live code's re-send cool-down (and not about to replace it): `429 resend_cooldown` with Retry-After. */
+function refuseInCooldown(live: { nextSendAt: Date | null; expiresAt: Date } | null, now: Date): void {
+  if (live?.nextSendAt && live.nextSendAt > now && live.expiresAt.getTime() - now.getTime() > REPLACE_WHEN_LEFT_MS) {
+    throw new OtpError("resend_cooldown", Math.max(1, Math.ceil((live.nextSendAt.getTime() - now.getTime()) / 1000)));
+  }
+}
+
+/**
+ * The create lock of one number and purpose (a transaction-scoped advisory lock, taken without waiting: a create
+ * that finds it held answers at once instead of holding a connection in a queue). Its key is a 64-bit hash of
+ * the tenant, number and purpose.
+ */
+const TRY_LOCK_NUMBER = `SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0)) AS locked`;
+function createLockKey(tenantId: string, to: string, purpose: string): string {
+  return `otp-create:${tenantId}:${to}:${purpose}`;
+}
+
 function cooldown(settings: TenantSettings, sendCount: number): number {
   const c = settings.otp.resendCooldownsSeconds;
   return c[Math.min(sendCount - 1, c.length - 1)]!;
@@ -557,7 +575,7 @@ const PRE_SETTINGS = `SELECT settings::text AS settings FROM tenants WHERE id = 
 
 const PRE_CHECK_BY_ID = `SELECT t.settings::text AS settings, v.* FROM tenants t
 LEFT JOIN LATERAL (SELECT ${VERIFICATION_COLUMNS} FROM verifications
-  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending' AND NOT starts_with(purpose, 'step_up:')) v ON true
+  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending') v ON true
 WHERE t.id = $1::uuid`;
 
 const PRE_CHECK_BY_TO = `SELECT t.settings::text AS settings, v.* FROM tenants t
@@ -606,12 +624,6 @@ function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; meta?: unknown; message?: string };
   return e?.code === "P2002" || /23505|unique constraint/i.test(String(e?.message ?? ""));
 }
-
-/**
- * Admin step-up codes (purpose `step_up:…`, src/tenants/step-up.ts) are not the Verify API's: no lookup by id
- * (check, get, cancel) ever finds one. Lookups by number name a purpose, and the API's purposes cannot hold a ':'.
- */
-const NOT_STEP_UP = { NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } } as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(v: string): boolean {

@@ -79,7 +79,7 @@ export function createOtpWorker(deps: OtpWorkerDeps): Worker<OtpJob, OtpJobResul
       return "fell-back";
     }
     // the daily spend cap on paid channels (a no-op when the planner already reserved this delivery's cost)
-    if (!(await planner.admitPaid({ id: d.id, channel: d.channel as "sms" | "voice", verificationId: v.id, tenantId: v.tenantId, settings: v.tenant.settings }))) {
+    if (!(await planner.admitPaid({ id: d.id, channel: d.channel as "sms" | "voice", verificationId: v.id, tenantId: v.tenantId, to: v.to, settings: v.tenant.settings }))) {
       log.warn({ deliveryId, verificationId: v.id, channel: d.channel }, "code refused by the daily fallback budget: falling back");
       return "fell-back";
     }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isFictitiousNumber, MAX_TEST_NUMBERS } from "../shared/fictitious-numbers";
 
 /**
  * A tenant's settings (tenants.settings JSON), validated with defaults on every read and write. Defaults follow
@@ -15,6 +16,10 @@ export const NUMBER_TYPES = [
 
 const countryCode = z.string().regex(/^[A-Z]{2}$/, "ISO 3166-1 alpha-2 country code, e.g. GB");
 const e164 = z.string().regex(/^\+[1-9]\d{6,14}$/, "E.164 number, e.g. +14155550123");
+const testNumberSchema = z.object({
+  number: e164.refine(isFictitiousNumber, "a test number must be in a fictitious range that reaches no one, e.g. +1 NPA 555-0100 to 555-0199 (docs/verify-api.md, Test numbers)"),
+  code: z.string().regex(/^\d{6,10}$/).optional(),
+});
 
 export const templateRefSchema = z.object({
   /** approved AUTHENTICATION template name */
@@ -46,8 +51,11 @@ export const otpSettingsSchema = z.object({
   defaultLocale: z.string().default("en_US"),
   /** send our own "never share this code" text after a code when the 24-hour window is open */
   warnAfterCode: z.boolean().default(true),
-  /** numbers for tests: exempt from limits and type checks, optionally with a fixed code */
-  testNumbers: z.array(z.object({ number: e164, code: z.string().regex(/^\d{6,10}$/).optional() })).default([]),
+  /**
+   * numbers for tests, optionally with a fixed code: fictitious numbers only (src/shared/fictitious-numbers.ts),
+   * at most MAX_TEST_NUMBERS; every limit, cap and policy still applies, and their codes go out on WhatsApp only
+   */
+  testNumbers: z.array(testNumberSchema).max(MAX_TEST_NUMBERS, `at most ${MAX_TEST_NUMBERS} test numbers`).default([]),
   /** what one SMS / voice code costs, in the units of limits.fallbackBudgetPerDay (currency-neutral) */
   channelCosts: z.object({ sms: z.number().min(0).max(1000).default(0.05), voice: z.number().min(0).max(1000).default(0.1) }).default({ sms: 0.05, voice: 0.1 }),
 });
@@ -156,7 +164,26 @@ export type RetentionSettings = z.infer<typeof retentionSettingsSchema>;
 
 /** Settings as stored may be partial or from an older version: read them through the schema (defaults filled in). */
 export function readSettings(raw: unknown): TenantSettings {
-  return tenantSettingsSchema.parse(raw ?? {});
+  return tenantSettingsSchema.parse(withoutUnsafeTestNumbers(raw ?? {}));
+}
+
+/**
+ * Stored settings from before test numbers had to be fictitious may list real numbers: those entries (and any past
+ * MAX_TEST_NUMBERS) are ignored on read, so they get no test-number treatment and the settings still load. A write
+ * (`tenantSettingsSchema`) refuses them.
+ */
+function withoutUnsafeTestNumbers(raw: unknown): unknown {
+  const otp = (raw as { otp?: { testNumbers?: unknown } } | null)?.otp;
+  if (!otp || typeof otp !== "object" || !Array.isArray(otp.testNumbers)) return raw;
+  const list = otp.testNumbers as unknown[];
+  const kept = list.filter((t) => typeof (t as { number?: unknown })?.number === "string" && isFictitiousNumber((t as { number: string }).number)).slice(0, MAX_TEST_NUMBERS);
+  if (kept.length === list.length) return raw;
+  return { ...(raw as object), otp: { ...otp, testNumbers: kept } };
+}
+
+/** The tenant's test number entry for an E.164 number, if it is one. */
+export function testNumberOf(settings: TenantSettings, e164: string): TenantSettings["otp"]["testNumbers"][number] | undefined {
+  return settings.otp.testNumbers.find((t) => t.number === e164);
 }
 
 const parsedByTenant = new Map<string, { raw: string; settings: TenantSettings }>();

@@ -8,7 +8,8 @@ import { latestCode, startTestSystem, waitFor, type TestSystem } from "../helper
 /**
  * The daily cap on codes (limits.codesPerDay = 3 here): new codes and re-sends count, per tenant and UTC day; the
  * 4th is 429 daily_limit_reached with Retry-After to midnight UTC and never reaches the sandbox; one event a day;
- * test numbers are exempt. The clock is injected (the sandbox keeps real time).
+ * test numbers count like any other (a test number only fixes the code). The clock is injected (the sandbox keeps
+ * real time).
  */
 let sys: TestSystem;
 // noon UTC today: the test advances the clock by minutes, and a start just before midnight crossed into the next
@@ -16,7 +17,8 @@ let sys: TestSystem;
 const today = new Date();
 const clock = new ManualClock(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate(), 12));
 const receiver = new Receiver();
-const TEST_NUMBER = "+14155550999";
+// a fictitious number (NANP 555-0100…0199): the only kind a test number may be
+const TEST_NUMBER = "+14155550188";
 const admin = () => ({ Authorization: `Bearer ${sys.config.ADMIN_API_KEY}` });
 const api = () => request(sys.http.url);
 const create = (to: string) => api().post("/v1/verifications").set(admin()).send({ to });
@@ -86,10 +88,12 @@ it("tells the business once a day (event and audit row)", async () => {
   expect(await sys.core.prisma.auditEvent.count({ where: { tenantId: sys.tenantId, type: "limit.daily_codes_reached" } })).toBe(1);
 });
 
-it("exempts test numbers, and enforces the cap on the in-transaction path the chat uses", async () => {
+it("does not exempt test numbers, and enforces the cap on the in-transaction path the chat uses", async () => {
   const test = await create(TEST_NUMBER);
-  expect(test.status).toBe(201);
-  expect(await waitFor(() => latestCode(sys.sandbox, TEST_NUMBER.slice(1)))).toBe("246810");
+  expect(test.status).toBe(429);
+  expect(test.body.error.code).toBe("daily_limit_reached");
+  await new Promise((r) => setTimeout(r, 200));
+  expect(templatesTo(TEST_NUMBER.slice(1))).toHaveLength(0);
   expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(3);
 
   // the Prisma path (a code asked for in the chat runs inside the conversation's transaction)
@@ -106,13 +110,17 @@ it("gives the place back when the send is refused after being counted, and start
   expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(0);
   expect((await create("+14155550106")).status).toBe(201);
   expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(1);
+  // under the cap a test number gets its fixed code, and counts
+  expect((await create(TEST_NUMBER)).status).toBe(201);
+  expect(await waitFor(() => latestCode(sys.sandbox, TEST_NUMBER.slice(1)))).toBe("246810");
+  expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(2);
 
-  // the number's own send limit refuses inside the transaction, after the daily count: the place is given back
+  // the number's own send limit refuses inside the transaction: nothing is counted
   const tight = await api().patch(`/admin/tenants/${sys.tenantId}/settings`).set(admin()).send({ otp: { maxSendsPerNumber: 1, testNumbers: [{ number: TEST_NUMBER, code: "246810" }] } });
   expect(tight.status).toBe(200);
   clock.advance(9 * 60_000); // the code is replaced (under a minute of life left), which needs a send
   const limited = await create("+14155550106");
   expect(limited.status).toBe(429);
   expect(limited.body.error.code).toBe("send_limit_reached");
-  expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(1);
+  expect(await sys.core.dailyCodes.count(sys.tenantId)).toBe(2);
 });
