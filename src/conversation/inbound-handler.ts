@@ -8,6 +8,7 @@ import type { Clock } from "../shared/clock";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import type { ContactRow } from "./contacts";
 import type { Router, SessionState } from "./router";
+import { storedInbound } from "./stored-message";
 
 export type HandleOutcome =
   | { kind: "handled"; outbound: string[]; handler: string | null; afterCommit?: () => Promise<void> }
@@ -218,7 +219,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
     randomUUID(),
     item.message.id,
     item.message.type,
-    JSON.stringify(item.message),
+    JSON.stringify(storedInbound(item.message)), // what looks like a code is never stored (stored-message.ts)
     randomUUID(),
     now,
   ]);

@@ -31,3 +31,18 @@ export function extractCode(text: string, length: { min: number; max: number } =
   const compact = text.trim().replace(/[\s-]/g, "");
   return new RegExp(`^\\d{${length.min},${length.max}}$`).test(compact) ? compact : null;
 }
+
+/**
+ * What looks like a code anywhere in a text: 4 or more digits of any script (ASCII, Arabic-Indic, Devanagari…), the
+ * gaps between them at most a few spaces, dashes, dots, commas, slashes or underscores ("123456", "123 456",
+ * "1-2-3-4-5-6", "my code is ١٢٣٤٥٦"). Wider than extractCode on purpose: it decides what is stored, not what is checked.
+ */
+const CODE_LIKE = /\p{Nd}(?:[\s\p{Pd}.,/_·]{0,3}\p{Nd}){3,}/gu;
+
+/** What a code-like run is stored as. */
+export const REDACTED_CODE = "[code]";
+
+/** The text with every code-like run replaced by REDACTED_CODE (the same text when it holds none). */
+export function redactCodes(text: string): string {
+  return text.replace(CODE_LIKE, REDACTED_CODE);
+}
