@@ -1,5 +1,6 @@
 import type { OutboundContent } from "../messaging/outbox";
 import type { Condition, FlowDefinition, LocalizedText, Step } from "./schema";
+import { regexTest } from "./regex";
 import { localize, lookup, render } from "./text";
 
 /**
@@ -505,7 +506,7 @@ export function validateAnswer(s: Extract<Step, { type: "ask" }>, text: string |
       return /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,}$/.test(raw) && raw.length <= 254 ? { value: raw.toLowerCase() } : null;
     case "text": {
       if (raw.length < input.min || raw.length > input.max) return null;
-      if (input.pattern && !new RegExp(input.pattern).test(raw)) return null;
+      if (input.pattern && !regexTest(input.pattern, raw, { ignoreCase: false })) return null;
       return { value: raw };
     }
   }
@@ -517,11 +518,7 @@ export function matches(c: Condition, vars: Record<string, unknown>): boolean {
   if (c.equals !== undefined && String(v) !== String(c.equals)) return false;
   if (c.in !== undefined && !c.in.map(String).includes(String(v))) return false;
   if (c.matches !== undefined) {
-    try {
-      if (!new RegExp(c.matches, "i").test(String(v ?? ""))) return false;
-    } catch {
-      return false;
-    }
+    if (!regexTest(c.matches, String(v ?? ""), { ignoreCase: true })) return false;
   }
   if (c.gt !== undefined || c.lt !== undefined) {
     // an empty or missing value is no number (Number("") would be 0)

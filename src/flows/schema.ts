@@ -1,5 +1,6 @@
 import { parse as parseYaml, YAMLParseError } from "yaml";
 import { z } from "zod";
+import { regexProblem } from "./regex";
 
 /**
  * The flow document: a conversation a business defines as data (JSON or YAML), validated by this one schema.
@@ -8,17 +9,14 @@ import { z } from "zod";
  * is valid and does what it says. The full reference is docs/flows.md.
  */
 
+/** A tenant's regular expression: it runs on RE2 (src/flows/regex.ts), so what RE2 cannot take is refused here. */
 const regex = z
   .string()
   .max(500)
-  .refine((p) => {
-    try {
-      new RegExp(p, "i");
-      return true;
-    } catch {
-      return false;
-    }
-  }, "not a valid regular expression");
+  .superRefine((p, ctx) => {
+    const problem = regexProblem(p);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits and _.- (at most 64)");
 const varName = z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/, "a variable name: letters, digits and _, not starting with a digit");
@@ -38,14 +36,7 @@ export const triggerSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("keyword"), keywords, match: z.enum(["exact", "contains", "starts_with"]).default("exact") }),
   z.strictObject({
     type: z.literal("pattern"),
-    pattern: z.string().min(1).max(500).refine((p) => {
-      try {
-        new RegExp(p, "i");
-        return true;
-      } catch {
-        return false;
-      }
-    }, "not a valid regular expression"),
+    pattern: regex.pipe(z.string().min(1)),
   }),
   z.strictObject({ type: z.literal("button"), ids: z.array(z.string().min(1).max(256)).min(1) }),
   z.strictObject({ type: z.literal("new_contact") }),

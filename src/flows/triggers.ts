@@ -1,3 +1,4 @@
+import { regexTest } from "./regex";
 import type { FlowDefinition, Trigger } from "./schema";
 
 export interface LiveFlow {
@@ -43,7 +44,8 @@ export function matchTrigger(flows: LiveFlow[], input: TriggerInput): LiveFlow |
     const text = input.text;
     const kw = find((t) => t.type === "keyword" && keywordHit(t, text));
     if (kw) return kw;
-    const pat = find((t) => t.type === "pattern" && new RegExp(t.pattern, "i").test(text));
+    // tenants' patterns run on RE2 (linear time, bounded input): src/flows/regex.ts
+    const pat = find((t) => t.type === "pattern" && regexTest(t.pattern, text, { ignoreCase: true }));
     if (pat) return pat;
   }
   if (input.isNewContact) return find((t) => t.type === "new_contact");
