@@ -5,6 +5,11 @@
  * for the numbers of that secret: the deployment's secret for every number without its own, a tenant's secret for
  * that tenant's numbers. So one business cannot sign updates in another's name.
  *
+ * Account-level updates (template status, quality, tier) name a WABA, not a number: a tenant's own secret (which
+ * the tenant knows: it set it) speaks for a WABA only when every tenant of that WABA is signed by it. So a tenant
+ * that claims, or gets learnt with, the WABA of a business under another secret cannot sign that WABA's updates.
+ * The deployment's secret is Meta's and the operator's alone: it speaks for every WABA.
+ *
  * The tenant secrets are read from PostgreSQL at most every `ttlMs` and kept in memory (the webhook path makes no
  * database round trip); a change is seen by every process within that time, at once in the one that made it
  * (`invalidate`).
@@ -12,7 +17,8 @@
 export interface TenantAppSecret {
   phoneNumberId: string;
   wabaId: string | null;
-  appSecret: string;
+  /** null: the tenant's webhooks are signed with the deployment's secret */
+  appSecret: string | null;
 }
 
 export interface SecretScope {
@@ -60,12 +66,18 @@ export class WebhookSecrets {
     const rows = await this.load();
     const bySecret = new Map<string, SecretScope>();
     const ownNumbers = new Set<string>();
+    // which secrets sign the tenants of each WABA: a secret speaks for a WABA only when it is the only one
+    const wabaSecrets = new Map<string, Set<string>>();
     for (const r of rows) {
-      if (r.appSecret === this.deploymentSecret) continue;
+      const secret = r.appSecret ?? this.deploymentSecret;
+      if (r.wabaId) wabaSecrets.set(r.wabaId, (wabaSecrets.get(r.wabaId) ?? new Set<string>()).add(secret));
+    }
+    for (const r of rows) {
+      if (r.appSecret === null || r.appSecret === this.deploymentSecret) continue;
       ownNumbers.add(r.phoneNumberId);
       const scope = bySecret.get(r.appSecret) ?? { secret: r.appSecret, numbers: new Set<string>(), wabaIds: new Set<string>() };
       scope.numbers!.add(r.phoneNumberId);
-      if (r.wabaId) scope.wabaIds!.add(r.wabaId);
+      if (r.wabaId && wabaSecrets.get(r.wabaId)!.size === 1) scope.wabaIds!.add(r.wabaId);
       bySecret.set(r.appSecret, scope);
     }
     const scopes: SecretScopes = { deployment: { secret: this.deploymentSecret, numbers: null, wabaIds: null }, tenants: [...bySecret.values()], ownNumbers };

@@ -138,8 +138,9 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
   const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
   const webhookSecrets = new WebhookSecrets(config.WHATSAPP_APP_SECRET, async () => {
-    const rows = await prisma.tenant.findMany({ where: { appSecretEnc: { not: null } }, select: { phoneNumberId: true, wabaId: true, appSecretEnc: true } });
-    return rows.map((r) => ({ phoneNumberId: r.phoneNumberId, wabaId: r.wabaId, appSecret: keyring.decryptString("tenant-token", r.appSecretEnc!) }));
+    // every tenant with its own secret or a WABA id: which secret may speak for which WABA depends on all of them
+    const rows = await prisma.tenant.findMany({ where: { OR: [{ appSecretEnc: { not: null } }, { wabaId: { not: null } }] }, select: { phoneNumberId: true, wabaId: true, appSecretEnc: true } });
+    return rows.map((r) => ({ phoneNumberId: r.phoneNumberId, wabaId: r.wabaId, appSecret: r.appSecretEnc ? keyring.decryptString("tenant-token", r.appSecretEnc) : null }));
   });
   const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, secrets: webhookSecrets, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
   const limits = new Limits(redis, config.QUEUE_PREFIX);
