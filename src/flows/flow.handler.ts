@@ -21,6 +21,9 @@ import type { FlowDefinition } from "./schema";
 import { matchTrigger } from "./triggers";
 import { SENSITIVE_ACTIONS } from "../journeys/actions";
 
+/** The code purpose of the recover journey (flows/recover.yaml): sent even to a blocked number when the contact has a PIN. */
+export const RECOVERY_PURPOSE = "account_recovery";
+
 /** The built-in journey a contact is sent through while `reverifyRequiredAt` is set. */
 export const REVERIFY_FLOW = "reverify";
 
@@ -245,7 +248,10 @@ export class FlowHandler implements MessageHandler {
     switch (e.type) {
       case "otp_request":
         try {
-          await this.deps.verifications.create(who, { to: e.to, purpose: e.purpose, channel: e.channel, locale: ctx.contact.locale ?? undefined });
+          // a blocked number ("not me") stays recoverable by its owner: the recovery code of a contact with a PIN goes
+          // out anyway, and the PIN (asked next by the recover journey; revoke_logins requires it) protects it
+          const allowBlocked = e.purpose === RECOVERY_PURPOSE && e.to === ctx.contact.phoneE164 && (await this.deps.pins.has(this.deps.prisma, ctx.contact.id));
+          await this.deps.verifications.create(who, { to: e.to, purpose: e.purpose, channel: e.channel, locale: ctx.contact.locale ?? undefined, allowBlocked });
           return { type: "otp_request", ok: true };
         } catch (err) {
           if (err instanceof OtpError) return { type: "otp_request", ok: false, error: err.code };
@@ -253,7 +259,8 @@ export class FlowHandler implements MessageHandler {
         }
       case "otp_check":
         try {
-          const { verification, valid } = await this.deps.verifications.check(who, { to: e.to, purpose: e.purpose, code: e.code });
+          // the flow asks for the PIN itself (pin_status / pin_verify steps), as the built-in journeys do
+          const { verification, valid } = await this.deps.verifications.check(who, { to: e.to, purpose: e.purpose, code: e.code, pinByFlow: true });
           if (valid) {
             // the customer proved this chat's own number: an API-started session may now run sensitive actions
             if (e.to === ctx.contact.phoneE164) guard.verified = true;

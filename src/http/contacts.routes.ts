@@ -66,7 +66,9 @@ export interface ContactsRoutesDeps {
  * - `GET /v1/contacts/{phone}`: verified state, re-verification required, name;
  * - `POST|GET /v1/contacts/{phone}/logins`, `DELETE /v1/contacts/{phone}/logins/{id}`: the logins (web sessions,
  *   devices) it reports, which the customer can list and end from the chat;
- * - `POST /v1/contacts/{phone}/reverify`: ask the customer to verify again.
+ * - `POST /v1/contacts/{phone}/reverify`: ask the customer to verify again;
+ * - `GET|DELETE /v1/contacts/{phone}/block`: whether new codes to the number are blocked (the customer said "I didn't
+ *   request this"), and lifting that block (e.g. once support has checked the owner in another way).
  */
 export function contactsRoutes(deps: ContactsRoutesDeps) {
   const { prisma } = deps;
@@ -85,9 +87,11 @@ export function contactsRoutes(deps: ContactsRoutesDeps) {
     const phone = phoneOf(req);
     const c = await findContact(prisma, req.principal!.tenantId, phone);
     if (!c) throw new ApiError(404, "contact_not_found", "No contact with this number");
+    const pin = await prisma.contactPin.findUnique({ where: { contactId: c.id }, select: { id: true } });
     res.json({
       to: c.phoneE164 ?? phone,
       verified: c.verifiedAt !== null,
+      hasPin: pin !== null,
       verifiedAt: c.verifiedAt?.toISOString() ?? null,
       reverifyRequired: c.reverifyRequiredAt !== null,
       reverifyRequiredAt: c.reverifyRequiredAt?.toISOString() ?? null,
@@ -151,6 +155,36 @@ export function contactsRoutes(deps: ContactsRoutesDeps) {
     await dispatch([eventId]);
     const row = await prisma.login.findUniqueOrThrow({ where: { id: login.id } });
     res.json({ to: phone, ...loginView(row), revoked: true });
+  });
+
+  /** The block of new codes to a number (by number: it may have no contact yet); an expired one reads as none. */
+  const blockView = (phone: string, b: { until: Date; reason: string; createdAt: Date } | null, at: Date) =>
+    b && b.until > at
+      ? { to: phone, blocked: true, until: b.until.toISOString(), reason: b.reason, since: b.createdAt.toISOString() }
+      : { to: phone, blocked: false, until: null, reason: null, since: null };
+
+  v1.get("/contacts/:phone/block", requireScope("verify"), async (req, res) => {
+    const p = req.principal!;
+    const phone = phoneOf(req);
+    const b = await prisma.numberBlock.findUnique({ where: { tenantId_phone: { tenantId: p.tenantId, phone } } });
+    res.json(blockView(phone, b, now()));
+  });
+
+  v1.delete("/contacts/:phone/block", requireScope("verify"), async (req, res) => {
+    const p = req.principal!;
+    const phone = phoneOf(req);
+    const at = now();
+    const lifted = await transaction(prisma, async (tx) => {
+      const rows = await tx.$queryRaw<{ until: Date; reason: string }[]>`
+        DELETE FROM number_blocks WHERE tenant_id = ${p.tenantId}::uuid AND phone = ${phone} RETURNING until, reason`;
+      const live = rows.filter((r) => r.until > at);
+      if (live.length > 0) {
+        await recordAudit(tx, { tenantId: p.tenantId, type: "number.block_lifted", actor: p.actor, subject: phone, data: { until: live[0]!.until.toISOString(), reason: live[0]!.reason }, at });
+      }
+      return live.length > 0;
+    });
+    deps.logger?.info({ tenantId: p.tenantId, lifted }, "number block lifted through the API");
+    res.json({ ...blockView(phone, null, at), lifted });
   });
 
   v1.post("/contacts/:phone/reverify", requireScope("verify"), async (req, res) => {

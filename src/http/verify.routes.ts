@@ -25,11 +25,15 @@ const checkBody = z
   .strictObject({
     id: z.string().min(1).max(64).optional(),
     to: z.string().min(1).max(40).optional(),
-    code: z.string().regex(/^\d{4,10}$/, "the code is 4-10 digits"),
+    code: z.string().regex(/^\d{4,10}$/, "the code is 4-10 digits").optional(),
+    /** the second step when the first answered `pinRequired: true` (with `id`) */
+    pin: z.string().regex(/^\d{6}$/, "the PIN is 6 digits").optional(),
     purpose: purpose.optional(),
     clientIp: clientIp.optional(),
   })
-  .refine((b) => Boolean(b.id) !== Boolean(b.to), { message: "give either id or to", path: ["to"] });
+  .refine((b) => Boolean(b.id) !== Boolean(b.to), { message: "give either id or to", path: ["to"] })
+  .refine((b) => Boolean(b.code) !== Boolean(b.pin), { message: "give either code or pin", path: ["code"] })
+  .refine((b) => !b.pin || Boolean(b.id), { message: "a pin is checked by the verification's id", path: ["id"] });
 
 
 /** The Verify API (docs/verify-api.md): what businesses call from their backends. */
@@ -53,8 +57,12 @@ export function verifyRoutes(deps: { verifications: VerificationService; prisma:
   router.post("/verifications/check", async (req, res) => {
     const p = req.principal!;
     const body = parseInput(checkBody, req.body);
-    const { verification, valid } = await deps.verifications.check({ tenantId: p.tenantId, actor: p.actor }, body);
-    res.status(200).json(presentVerification(verification, { valid }));
+    const who = { tenantId: p.tenantId, actor: p.actor };
+    const { pin, code, ...rest } = body;
+    const r = pin !== undefined
+      ? await deps.verifications.checkPin(who, { id: rest.id!, pin, clientIp: rest.clientIp })
+      : await deps.verifications.check(who, { ...rest, code: code! });
+    res.status(200).json(presentVerification(r.verification, { valid: r.valid, pinAttemptsRemaining: r.pinAttemptsRemaining, pinLocked: r.pinLocked }));
   });
 
   router.get("/verifications/:id", async (req, res) => {

@@ -5,6 +5,7 @@ import type { ActionContext, ActionExecutor, ActionResult } from "../flows/flow.
 import { maskPhone, type Logger } from "../observability/logger";
 import { OtpError } from "../otp/errors";
 import { normalizeNumber } from "../otp/phone";
+import { pinProof } from "../pin/pin.service";
 import type { BackgroundTasks } from "../shared/background";
 import type { ActionRegistry } from "./actions";
 import { activeLogins, loginsText, revokeLogins } from "./logins";
@@ -19,6 +20,10 @@ import { activeLogins, loginsText, revokeLogins } from "./logins";
  * with NOWAIT; when the row is busy or not visible yet it is applied right after the message commits (retried in
  * the background, in order), so the chat never waits on itself. Checks that decide the action's answer (a number
  * already taken) are made before answering.
+ *
+ * Actions that change who controls the account (`change_number`, `revoke_logins`) refuse with `pin_required` when
+ * the contact has a PIN that was not proven in the last PIN_PROOF_MINUTES: a flow must ask for it first
+ * (`pin_verify`), so codes alone (a SIM swap) never move an account that has a PIN.
  */
 export interface ContactActionDeps {
   prisma: PrismaClient;
@@ -188,7 +193,17 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
     return { ok: true, data: { count: ids.length } };
   };
 
-  const revokeAll: ActionExecutor = (ctx) => revoke(ctx, undefined);
+  /** The PIN gate: null to go ahead, or the error answer. */
+  const pinGate = async (ctx: ActionContext): Promise<ActionResult | null> => {
+    const proof = await pinProof(prisma, ctx.contact.id, ctx.now);
+    if (proof === false) {
+      logger.warn({ tenantId: ctx.tenant.id, contactId: ctx.contact.id, flow: ctx.flow, step: ctx.step }, "account change refused: the PIN was not proven");
+      return { ok: false, error: "pin_required" };
+    }
+    return null;
+  };
+
+  const revokeAll: ActionExecutor = async (ctx) => (await pinGate(ctx)) ?? revoke(ctx, undefined);
   const revokeOne: ActionExecutor = async (ctx, params) => {
     const id = params.id;
     if ((typeof id !== "string" && typeof id !== "number") || String(id).trim() === "") return { ok: false, error: "missing_id" };
@@ -214,6 +229,8 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
     }
     const waId = to.slice(1);
     if (ctx.contact.phoneE164 === to && ctx.contact.waId === waId) return { ok: true, data: { changed: false, to } };
+    const refused = await pinGate(ctx);
+    if (refused) return refused;
     const taken = await prisma.contact.findFirst({ where: { tenantId: ctx.tenant.id, id: { not: ctx.contact.id }, OR: [{ waId }, { phoneE164: to }] }, select: PLACEHOLDER_FIELDS });
     if (taken && !isPlaceholder(taken)) return { ok: false, error: "number_in_use" };
     const from = ctx.contact.phoneE164;

@@ -14,7 +14,7 @@ import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob
 import { EventPublisher } from "../events/publisher";
 import { OtpDeliveryPlanner } from "../otp/delivery.planner";
 import { Limits } from "../otp/limits";
-import { otpChatHandler } from "../otp/otp-chat.handler";
+import { asButtonReply, LOGIN_NOT_ME_BUTTON, otpChatHandler } from "../otp/otp-chat.handler";
 import { OtpEvents } from "../otp/otp-events";
 import { VerificationService } from "../otp/verification.service";
 import { createCodeSenders, type CodeSenders } from "../providers";
@@ -160,11 +160,12 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     eventDispatch: (ids) => eventPublisher.dispatch(ids),
   });
   const dailyCodes = new DailyCodes({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, dispatch: (ids) => eventPublisher.dispatch(ids) });
-  const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents, dailyCodes });
+  const pins = new PinService({ clock, logger });
+  // a right code of a purpose in pin.requireFor also needs the contact's PIN
+  const verifications = new VerificationService({ prisma, keyring, limits, clock, logger, delivery: planner, events: otpEvents, dailyCodes, pins });
   // step-up codes have their own path (fixed attempts and limits, no test numbers): only the outbound sending is shared
   const stepUp = new StepUp({ prisma, keyring, delivery: planner, limits, clock, logger: logger.child({ component: "step-up" }) });
   const flows = FlowStore.shared(prisma, clock);
-  const pins = new PinService({ clock, logger });
   const email = createEmailSender(config, logger);
   const actions = mergeActions(
     createContactActions({ prisma, eventPublisher, logger: logger.child({ component: "contact-actions" }), verifications, background }),
@@ -176,7 +177,12 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   // Meta's system notices (number changed) move the contact before anything can answer it
   const router = new Router([
     systemMessageHandler({ eventPublisher, logger }),
-    otpChatHandler({ verifications, delivery: planner }),
+    otpChatHandler({
+      verifications,
+      delivery: planner,
+      // a typed "not me" after a login notice is its "This wasn't me" (flows/login-notice.yaml; late: recover)
+      loginNotMe: (ctx) => flowHandler.handle({ ...ctx, message: asButtonReply(ctx.message, LOGIN_NOT_ME_BUTTON) }),
+    }),
     flowHandler,
     ...(opts.handlers ?? []),
     greetingHandler,

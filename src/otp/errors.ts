@@ -10,6 +10,7 @@ export const OTP_ERRORS = {
   number_blocked: { status: 403, message: "New codes to this number are blocked for a while: the customer reported a code they did not request" },
   verification_not_found: { status: 404, message: "No pending verification matches: it was never created, or it has already ended" },
   verification_not_pending: { status: 409, message: "The verification has already ended; it cannot be canceled" },
+  pin_not_expected: { status: 409, message: "This verification is not waiting for a PIN: check the code first" },
   rate_limited: { status: 429, message: "Too many requests: try again later" },
   resend_cooldown: { status: 429, message: "A code was sent moments ago: wait before asking for another" },
   send_limit_reached: { status: 429, message: "Too many codes were sent to this number: wait before asking for another" },

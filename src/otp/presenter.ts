@@ -1,7 +1,7 @@
 import type { VerificationRow } from "./verification.service";
 
 /** The verification object of the Verify API (docs/verify-api.md). Never the code, nor its hash. */
-export function presentVerification(v: VerificationRow, extra: { valid?: boolean } = {}) {
+export function presentVerification(v: VerificationRow, extra: { valid?: boolean; pinAttemptsRemaining?: number; pinLocked?: boolean } = {}) {
   return {
     id: v.id,
     to: v.to,
@@ -9,6 +9,10 @@ export function presentVerification(v: VerificationRow, extra: { valid?: boolean
     purpose: v.purpose,
     status: v.status,
     ...(extra.valid === undefined ? {} : { valid: extra.valid }),
+    // the code was right and the contact's PIN is still to be given (POST /v1/verifications/check {"id", "pin"})
+    ...(v.status === "pending" && v.codeVerifiedAt ? { pinRequired: true } : {}),
+    ...(extra.pinAttemptsRemaining === undefined ? {} : { pinAttemptsRemaining: extra.pinAttemptsRemaining }),
+    ...(extra.pinLocked ? { pinLocked: true } : {}),
     expiresAt: v.expiresAt.toISOString(),
     attempts: v.attempts,
     maxAttempts: v.maxAttempts,

@@ -56,6 +56,52 @@ export const otpTexts = {
       },
       l,
     ),
+  pinAsk: (l: string) =>
+    pick(
+      {
+        en_US: "✅ Code confirmed. Two-step verification is on: now type your 6-digit PIN.",
+        es: "✅ Código confirmado. La verificación en dos pasos está activada: ahora escribe tu PIN de 6 dígitos.",
+        pt_BR: "✅ Código confirmado. A verificação em duas etapas está ativada: agora digite seu PIN de 6 dígitos.",
+      },
+      l,
+    ),
+  pinFormat: (l: string) => pick({ en_US: "A PIN is 6 digits. Type your PIN.", es: "Un PIN tiene 6 dígitos. Escribe tu PIN.", pt_BR: "Um PIN tem 6 dígitos. Digite seu PIN." }, l),
+  pinWrong: (l: string, left: number) =>
+    pick(
+      {
+        en_US: `❌ Wrong PIN. ${left} ${left === 1 ? "try" : "tries"} left.`,
+        es: `❌ PIN incorrecto. Te ${left === 1 ? "queda 1 intento" : `quedan ${left} intentos`}.`,
+        pt_BR: `❌ PIN incorreto. ${left === 1 ? "Resta 1 tentativa" : `Restam ${left} tentativas`}.`,
+      },
+      l,
+    ),
+  pinLocked: (l: string) =>
+    pick(
+      {
+        en_US: "🔒 Too many wrong PINs: the PIN is locked for a while and this code no longer works. If you've forgotten your PIN, write *forgot pin* later.",
+        es: "🔒 Demasiados PIN incorrectos: el PIN queda bloqueado un rato y este código ya no sirve. Si olvidaste tu PIN, escribe *olvidé mi pin* más tarde.",
+        pt_BR: "🔒 PINs errados demais: o PIN ficou bloqueado por um tempo e este código não vale mais. Se esqueceu seu PIN, escreva *esqueci meu pin* mais tarde.",
+      },
+      l,
+    ),
+  notMeNothingPending: (l: string) =>
+    pick(
+      {
+        en_US:
+          "There's no recent code or login notice for your number, so nothing was blocked.\n\n" +
+          "If you think someone got into your account, write *recover*: we'll check it's you and sign out every other device. " +
+          "Never share a code or PIN: we will never ask for one.",
+        es:
+          "No hay ningún código ni aviso de inicio de sesión reciente para tu número, así que no se bloqueó nada.\n\n" +
+          "Si crees que alguien entró en tu cuenta, escribe *recuperar*: comprobaremos que eres tú y cerraremos la sesión en los demás dispositivos. " +
+          "No compartas nunca un código ni tu PIN: nunca te los pediremos.",
+        pt_BR:
+          "Não há nenhum código nem aviso de acesso recente para o seu número, então nada foi bloqueado.\n\n" +
+          "Se você acha que alguém entrou na sua conta, escreva *recuperar*: vamos confirmar que é você e encerrar os outros aparelhos. " +
+          "Nunca compartilhe um código ou PIN: nunca vamos pedir.",
+      },
+      l,
+    ),
   reported: (l: string) =>
     pick(
       {

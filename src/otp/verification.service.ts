@@ -13,6 +13,7 @@ import { checkNumberPolicy, normalizeNumber, type CheckedNumber } from "./phone"
 import { spendSendAllowance, type SpentAllowance } from "./send-allowance";
 import { emptyPostCommit, type DeliveryPlanner, type PostCommit } from "./delivery";
 import type { OtpEvents } from "./otp-events";
+import type { PinService } from "../pin/pin.service";
 import type { DailyCodes } from "../limits/daily-codes";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
@@ -29,6 +30,11 @@ export interface CreateInput {
   purpose?: string;
   locale?: string;
   clientIp?: string;
+  /**
+   * Send even while the number is blocked ("I didn't request this"): only for the owner's own recovery, which the
+   * contact's PIN then protects (the recover journey of a contact with a PIN). Never from the Verify API.
+   */
+  allowBlocked?: boolean;
 }
 
 export interface CheckInput {
@@ -37,11 +43,19 @@ export interface CheckInput {
   purpose?: string;
   code: string;
   clientIp?: string;
+  /** the caller asks for the contact's PIN itself after the code (a flow's pin_verify step): no PIN step here */
+  pinByFlow?: boolean;
 }
 
 export interface CheckResult {
   verification: VerificationRow;
   valid: boolean;
+  /** the code was right, but the contact's PIN must be given too (`checkPin`) before the verification approves */
+  pinRequired?: boolean;
+  /** after a wrong PIN: how many PIN tries are left before the PIN locks */
+  pinAttemptsRemaining?: number;
+  /** the PIN locked (too many wrong PINs): the verification ended as max_attempts_reached */
+  pinLocked?: boolean;
 }
 
 export const DEFAULT_PURPOSE = "login";
@@ -64,6 +78,8 @@ export interface VerificationServiceDeps {
   events: OtpEvents;
   /** the per-tenant daily cap on codes (limits.codesPerDay); absent: not enforced */
   dailyCodes?: DailyCodes;
+  /** the contacts' PINs: with it, a right code for a purpose in pin.requireFor also needs the PIN (`checkPin`) */
+  pins?: Pick<PinService, "has" | "verify">;
 }
 
 /**
@@ -136,7 +152,7 @@ export class VerificationService {
     const purpose = input.purpose ?? DEFAULT_PURPOSE;
 
     const block = await prisma.numberBlock.findUnique({ where: { tenantId_phone: { tenantId: who.tenantId, phone: number.e164 } } });
-    if (block && block.until > now) throw new OtpError("number_blocked", Math.ceil((block.until.getTime() - now.getTime()) / 1000));
+    if (block && block.until > now && !input.allowBlocked) throw new OtpError("number_blocked", Math.ceil((block.until.getTime() - now.getTime()) / 1000));
 
     // a request inside the re-send cool-down is refused before it takes a lock or spends any limit
     const seen = await prisma.verification.findFirst({ where: { tenantId: who.tenantId, to: number.e164, purpose, status: "pending" }, select: { nextSendAt: true, expiresAt: true } });
@@ -222,7 +238,7 @@ export class VerificationService {
     const settings = readSettingsText(who.tenantId, pre.settings);
     const { test, channel } = this.admit(number, input, settings);
 
-    if (pre.blockUntil && pre.blockUntil > now) throw new OtpError("number_blocked", Math.ceil((pre.blockUntil.getTime() - now.getTime()) / 1000));
+    if (pre.blockUntil && pre.blockUntil > now && !input.allowBlocked) throw new OtpError("number_blocked", Math.ceil((pre.blockUntil.getTime() - now.getTime()) / 1000));
 
     // a request inside the re-send cool-down is refused before it takes a lock or spends any limit
     if (pre.liveExpiresAt) refuseInCooldown({ nextSendAt: pre.liveNextSendAt, expiresAt: pre.liveExpiresAt }, now);
@@ -336,6 +352,7 @@ export class VerificationService {
     const valid = codeMatches(keyring, v?.id ?? NO_VERIFICATION.id, input.code, v?.codeHash ?? NO_VERIFICATION.codeHash) && v !== null;
     await this.guardFound(who, settings, v, input, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
+    if (valid && (await this.needsPin(prisma, who, settings, v, input))) return this.holdForPin(who, v, now, undefined);
 
     const found = v;
     const eventsUrl = settings.events.url;
@@ -394,6 +411,7 @@ export class VerificationService {
     const valid = codeMatches(keyring, v?.id ?? NO_VERIFICATION.id, input.code, v?.codeHash ?? NO_VERIFICATION.codeHash) && v !== null;
     await this.guardFound(who, settings, v, input, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw): narrows the type
+    if (valid && (await this.needsPin(ext?.tx ?? prisma, who, settings, v, input))) return this.holdForPin(who, v, now, ext);
 
     const row = await this.run(ext, async (tx, post) => {
       const updated = await tx.$queryRaw<{ status: string; attempts: number }[]>`
@@ -417,6 +435,70 @@ export class VerificationService {
     });
     if (!row) throw new OtpError("verification_not_found");
     return { verification: row, valid: row.status === "approved" && valid };
+  }
+
+  // --- the PIN step (pin.requireFor; docs/verify-api.md, "Two-step verification") ------------------------------
+
+  /** The contact a verification's number belongs to (the row's link, else the tenant's contact with that number). */
+  private async contactOf(db: Tx | PrismaClient, tenantId: string, v: { to: string; contactId: string | null }): Promise<string | null> {
+    if (v.contactId) return v.contactId;
+    const c = await db.contact.findFirst({ where: { tenantId, OR: [{ phoneE164: v.to }, { waId: v.to.slice(1) }] }, orderBy: { createdAt: "asc" }, select: { id: true } });
+    return c?.id ?? null;
+  }
+
+  /** Whether a right code must be followed by the contact's PIN: the tenant asks for it for this purpose and a PIN is set. */
+  private async needsPin(db: Tx | PrismaClient, who: Actor, settings: TenantSettings, v: { to: string; purpose: string; contactId: string | null }, input: CheckInput): Promise<boolean> {
+    if (input.pinByFlow || !this.deps.pins || !settings.pin.requireFor.includes(v.purpose)) return false;
+    const contactId = await this.contactOf(db, who.tenantId, v);
+    return contactId !== null && (await this.deps.pins.has(db as Tx, contactId));
+  }
+
+  /** A right code of a PIN-protected purpose: the verification stays pending, marked code-verified, until `checkPin`. */
+  private async holdForPin(who: Actor, v: { id: string; to: string; purpose: string; channel: string; attempts: number }, now: Date, ext: InTx | undefined): Promise<CheckResult> {
+    const row = await this.run(ext, async (tx, post) => {
+      const n = await tx.$executeRaw`
+        UPDATE verifications SET code_verified_at = COALESCE(code_verified_at, ${now}::timestamptz), updated_at = ${now}::timestamptz
+         WHERE id = ${v.id}::uuid AND status = 'pending' AND expires_at > ${now}::timestamptz`;
+      if (n === 0) return null;
+      await this.deps.events.record(tx, post, { tenantId: who.tenantId, type: "checked_right", actor: who.actor, verificationId: v.id, to: v.to, purpose: v.purpose, channel: v.channel, now, attempts: v.attempts });
+      return loadRow(tx, v.id);
+    });
+    if (!row) throw new OtpError("verification_not_found");
+    return { verification: row, valid: false, pinRequired: true };
+  }
+
+  /**
+   * The second step of a PIN-protected check: the contact's PIN for a verification whose code was right. A right PIN
+   * approves it (once: a conditional write); a wrong one counts against the PIN's attempts (src/pin/pin.service.ts)
+   * and leaves it pending; the attempt that locks the PIN ends it as `max_attempts_reached`. The same limits as a
+   * code check apply. Not waiting for a PIN (no right code yet): `409 pin_not_expected`.
+   */
+  async checkPin(who: Actor, input: { id: string; pin: string; clientIp?: string }, ext?: InTx): Promise<CheckResult> {
+    const { prisma, limits, clock } = this.deps;
+    const now = clock.now();
+    const db = ext?.tx ?? prisma;
+    const { settings } = await this.settingsOf(prisma, who.tenantId);
+    await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
+    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${input.clientIp}`, settings.limits.ipPerHour * 10, 3600);
+    const v = isUuid(input.id) ? await db.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
+    await this.guardFound(who, settings, v, { id: input.id, code: "" }, now);
+    if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw)
+    if (!v.codeVerifiedAt || !this.deps.pins) throw new OtpError("pin_not_expected");
+    const contactId = await this.contactOf(db, who.tenantId, v);
+    const r = contactId ? await this.deps.pins.verify(db as Tx, { tenantId: who.tenantId, contactId, pin: input.pin }) : ({ status: "not_set" } as const);
+    if (r.status === "wrong") return { verification: await loadRow(db, v.id), valid: false, pinRequired: true, pinAttemptsRemaining: r.attemptsLeft };
+    // a PIN removed meanwhile (its owner's reset link): the right code stands alone again
+    const status = r.status === "locked" ? "max_attempts_reached" : "approved";
+    const row = await this.run(ext, async (tx, post) => {
+      const n = await tx.verification.updateMany({ where: { id: v.id, status: "pending", expiresAt: { gt: now } }, data: { status, endedAt: now, codeEnc: null } });
+      if (n.count === 0) return null; // another request ended it first
+      const base = { tenantId: who.tenantId, actor: who.actor, verificationId: v.id, to: v.to, purpose: v.purpose, channel: v.channel, now, attempts: v.attempts };
+      await this.deps.events.record(tx, post, { ...base, type: status === "approved" ? "approved" : "locked", reason: status === "approved" ? "pin" : "pin_locked" });
+      return loadRow(tx, v.id);
+    });
+    if (!row) throw new OtpError("verification_not_found");
+    if (status === "max_attempts_reached") this.deps.logger.warn({ to: maskPhone(v.to), purpose: v.purpose }, "verification ended: the PIN locked");
+    return status === "approved" ? { verification: row, valid: true } : { verification: row, valid: false, pinLocked: true };
   }
 
   /**
@@ -557,7 +639,7 @@ type SqlVerification = Omit<VerificationRow, "deliveries">;
 const VERIFICATION_COLUMNS = `id, tenant_id AS "tenantId", "to", purpose, channel, status::text AS status, code_length AS "codeLength",
   code_hash AS "codeHash", code_enc AS "codeEnc", locale, attempts, max_attempts AS "maxAttempts", send_count AS "sendCount",
   last_sent_at AS "lastSentAt", next_send_at AS "nextSendAt", expires_at AS "expiresAt", ended_at AS "endedAt",
-  client_ip AS "clientIp", contact_id AS "contactId", created_at AS "createdAt", updated_at AS "updatedAt"`;
+  client_ip AS "clientIp", contact_id AS "contactId", code_verified_at AS "codeVerifiedAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 const DELIVERY_COLUMNS = `id, verification_id AS "verificationId", channel, provider, status, message_id AS "messageId",
   provider_ref AS "providerRef", error_code AS "errorCode", reason, created_at AS "createdAt", updated_at AS "updatedAt"`;

@@ -176,9 +176,7 @@ export class PinService {
    * the PIN was proven (typed right or set) in the last `minutes`, else false.
    */
   async provenWithin(tx: Tx, contactId: string, minutes = PIN_PROOF_MINUTES): Promise<boolean | "no_pin"> {
-    const row = await tx.contactPin.findUnique({ where: { contactId }, select: { verifiedAt: true } });
-    if (!row) return "no_pin";
-    return row.verifiedAt !== null && row.verifiedAt.getTime() >= this.deps.clock.now().getTime() - minutes * MINUTE_MS;
+    return pinProof(tx, contactId, this.deps.clock.now(), minutes);
   }
 
   /** Whether the tenant asks for the PIN after a right code of this purpose (`pin.requireFor`). */
@@ -197,4 +195,14 @@ export class PinService {
     if (!t) throw new Error(`tenant ${tenantId} not found`);
     return readSettings(t.settings);
   }
+}
+
+/**
+ * The PIN gate of account-changing actions: "no_pin" when the contact has none, true when it was proven (typed right
+ * or set) in the `minutes` before `now`, else false (the flow must ask for it first).
+ */
+export async function pinProof(db: Pick<Tx, "contactPin">, contactId: string, now: Date, minutes = PIN_PROOF_MINUTES): Promise<boolean | "no_pin"> {
+  const row = await db.contactPin.findUnique({ where: { contactId }, select: { verifiedAt: true } });
+  if (!row) return "no_pin";
+  return row.verifiedAt !== null && row.verifiedAt.getTime() >= now.getTime() - minutes * MINUTE_MS;
 }

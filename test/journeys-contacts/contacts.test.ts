@@ -187,7 +187,7 @@ describe("logins API", () => {
 
     const shown = await v1().get(`/v1/contacts/${phone}`).set(admin());
     expect(shown.status).toBe(200);
-    expect(shown.body).toEqual({ to: phone, verified: false, verifiedAt: null, reverifyRequired: false, reverifyRequiredAt: null, name: null });
+    expect(shown.body).toEqual({ to: phone, verified: false, hasPin: false, verifiedAt: null, reverifyRequired: false, reverifyRequiredAt: null, name: null });
     expect((await v1().get(`/v1/contacts/+14155550499`).set(admin())).status).toBe(404);
 
     const re = await v1().post(`/v1/contacts/${phone}/reverify`).set(admin()).send({ reason: "suspicious_activity" });

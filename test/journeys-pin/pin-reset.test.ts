@@ -78,11 +78,12 @@ describe("pin_status", () => {
   it("tells whether a PIN and a recovery email exist, and when the waiting period ends", async () => {
     const ctx = await contactWithPin("ada@example.com");
     const r = await run("pin_status", ctx);
-    expect(r).toEqual({ ok: true, data: { set: true, hasEmail: true, resetAvailableAt: new Date(clock.now().getTime() + 7 * 86_400_000).toISOString() } });
+    // no reset pending yet: nothing to wait for; the PIN was just set, so it counts as proven
+    expect(r).toEqual({ ok: true, data: { set: true, hasEmail: true, proven: true, required: true, resetPending: false } });
     const other = await contactWithPin(null);
     expect(await run("pin_status", other)).toMatchObject({ ok: true, data: { set: true, hasEmail: false } });
     await pins.remove(prisma, other.contact.id);
-    expect(await run("pin_status", other)).toEqual({ ok: true, data: { set: false, hasEmail: false } });
+    expect(await run("pin_status", other)).toEqual({ ok: true, data: { set: false, hasEmail: false, proven: false, required: false, resetPending: false } });
   });
 });
 
@@ -235,7 +236,7 @@ describe("request_pin_reset without a recovery email: the waiting period", () =>
     const ctx = await contactWithPin(null);
     const setAt = clock.now().getTime();
     const wait = await run("request_pin_reset", ctx);
-    expect(wait).toEqual({ ok: true, data: { sent: "wait", availableAt: new Date(setAt + 7 * 86_400_000).toISOString() } });
+    expect(wait).toEqual({ ok: true, data: { sent: "wait", availableAt: new Date(setAt + 7 * 86_400_000).toISOString(), requested: true } });
     expect(email.sent()).toHaveLength(0);
 
     clock.advance(7 * 86_400_000 - 1);
@@ -250,12 +251,14 @@ describe("request_pin_reset without a recovery email: the waiting period", () =>
     expect(await run("request_pin_reset", now(ctx))).toEqual({ ok: false, error: "pin_not_set" });
   });
 
-  it("the waiting period counts from the last time the PIN was set, and follows the tenant's setting", async () => {
+  it("the waiting period counts from the request, not from when the PIN was set, and follows the tenant's setting", async () => {
     const ctx = await contactWithPin(null);
-    clock.advance(5 * 86_400_000);
-    await pins.set(prisma, { tenantId: tenant.id, contactId: ctx.contact.id, pin: "580314" });
+    // a PIN set 30 days ago is not removed at once: the wait starts now
+    clock.advance(30 * 86_400_000);
     const r = await run("request_pin_reset", now(ctx));
-    expect(r).toEqual({ ok: true, data: { sent: "wait", availableAt: new Date(clock.now().getTime() + 7 * 86_400_000).toISOString() } });
+    expect(r).toEqual({ ok: true, data: { sent: "wait", availableAt: new Date(clock.now().getTime() + 7 * 86_400_000).toISOString(), requested: true } });
+    expect(await pins.has(prisma, ctx.contact.id)).toBe(true);
+    expect(await run("pin_status", now(ctx))).toMatchObject({ data: { resetPending: true, resetAvailableAt: new Date(clock.now().getTime() + 7 * 86_400_000).toISOString() } });
 
     await prisma.tenant.update({ where: { id: tenant.id }, data: { settings: { pin: { maxAttempts: 5, lockMinutes: 30, resetWaitDays: 0 } } } });
     try {

@@ -359,7 +359,7 @@ describe.each(LANGUAGES)("pin ($lang)", (l) => {
 });
 
 describe("pin", () => {
-  it("forgot PIN without a recovery email: a code first, then the waiting period; once it is over the PIN is removed", async () => {
+  it("forgot PIN without a recovery email: a code first, then the waiting period from the request; once it is over the PIN is removed", async () => {
     const chat = new Chat(sys, "14155550406");
     await setPin(chat, "730518");
     await chat.say("forgot pin");
@@ -368,16 +368,20 @@ describe("pin", () => {
     await chat.expectBot(/First I'll check that this number is yours/);
     const code = await chat.code();
     await chat.say(code);
-    const wait = await chat.expectBot(/only be reset after a waiting period\. You can reset it from (\S+) \(UTC\)/);
+    const wait = await chat.expectBot(/only be reset after a waiting period, counted from the request\. You can reset it from (\S+) \(UTC\)/);
+    expect(Chat.ids(wait)).toEqual(["pin_reset_cancel", "pin_reset_ok"]);
     const at = /from (\S+) \(UTC\)/.exec(wait.text)![1]!;
     expect(new Date(at).getTime()).toBeGreaterThan(clock.now().getTime());
+    await chat.tap("pin_reset_ok");
+    await chat.expectBot(/Until then your PIN stays on/);
 
-    // the default waiting period is 7 days: let the PIN be 8 days old (moving the clock would close the 24-hour window)
+    // the default waiting period is 7 days from the request: let the request be 8 days old (moving the clock would close the 24-hour window)
     const c = await contact(chat.digits);
-    await sys.core.prisma.$executeRaw`UPDATE contact_pins SET created_at = created_at - interval '8 days', updated_at = updated_at - interval '8 days' WHERE contact_id = ${c.id}::uuid`;
+    await sys.core.prisma.$executeRaw`UPDATE contact_pins SET reset_requested_at = reset_requested_at - interval '8 days' WHERE contact_id = ${c.id}::uuid`;
     await chat.say("forgot pin");
-    await chat.expectBot(/Two-step verification is on/);
-    await chat.tap("pin_forgot");
+    const pending = await chat.expectBot(/someone asked to reset the PIN/);
+    expect(Chat.ids(pending)).toEqual(["pin_reset_cancel", "pin_remember", "pin_keep_reset"]);
+    await chat.tap("pin_keep_reset");
     const again = await chat.code(code);
     await chat.say(again);
     await chat.expectBot(/waiting period is over/);
