@@ -4,6 +4,7 @@ import type { PrismaClient } from "../db/prisma";
 import { OtpError } from "../otp/errors";
 import type { Limits } from "../otp/limits";
 import { safeEqual } from "../shared/crypto";
+import { ipLimitKey } from "../shared/ip";
 import type { ApiKeys, Principal, Scope } from "../tenants/api-keys";
 import { ApiError } from "./errors";
 
@@ -58,8 +59,10 @@ export function keyAuthenticator(deps: AuthDeps): KeyAuthenticator {
       principal = await deps.apiKeys.authenticate(token);
     }
     if (principal) return principal;
+    // the address canonicalised (one key per IPv4 address, per IPv6 /64, whatever its spelling)
+    const address = ipLimitKey(ip);
     const prefix = KEY_PREFIX.exec(token)?.[1] ?? "-";
-    const [narrow, wide] = await Promise.all([failure(`${ip}|${prefix}`, limit), failure(`${ip}|*`, addressLimit)]);
+    const [narrow, wide] = await Promise.all([failure(`${address}|${prefix}`, limit), failure(`${address}|*`, addressLimit)]);
     if (narrow !== null || wide !== null) throw new OtpError("rate_limited", Math.max(narrow ?? 1, wide ?? 1));
     throw new ApiError(401, "unauthorized", "The API key is not valid");
   };

@@ -148,6 +148,20 @@ describe("console sessions of tenant keys, wrong-key throttling, the cookie", ()
     expect((await request(sys.http.url).get("/admin/tenants").set({ "X-Forwarded-For": "198.51.100.79", Authorization: `Bearer wbk_${"c".repeat(16)}_${"x".repeat(43)}` })).status).toBe(401);
   }, 120_000);
 
+  it("wrong keys are counted per IPv6 /64 and per canonical address, whatever the spelling", async () => {
+    const key = `wbk_${"d".repeat(16)}_${"x".repeat(43)}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 31; i++) {
+      // 31 addresses of one /64, spelled in several ways
+      const ip = i % 2 ? `2001:db8:7:7::${(i + 1).toString(16)}` : `2001:0DB8:0007:0007:0:0:${i.toString(16)}:1`;
+      statuses.push((await request(sys.http.url).get("/admin/tenants").set({ "X-Forwarded-For": ip, Authorization: `Bearer ${key}` })).status);
+    }
+    expect(statuses.slice(0, 30).every((s) => s === 401)).toBe(true);
+    expect(statuses[30]).toBe(429);
+    // another /64 is another client
+    expect((await request(sys.http.url).get("/admin/tenants").set({ "X-Forwarded-For": "2001:db8:7:8::1", Authorization: `Bearer ${key}` })).status).toBe(401);
+  });
+
   it("the session cookie is HttpOnly, SameSite=Strict; Secure behind a trusted https proxy", async () => {
     const plain = (await request(sys.http.url).post("/console/login").type("form").send({ key: sys.config.ADMIN_API_KEY })).headers["set-cookie"] as unknown as string[];
     expect(plain[0]).toMatch(/HttpOnly/);
