@@ -251,10 +251,37 @@ describe("5. flows with sensitive actions", () => {
     expect((await api().put("/admin/flows/grant-c").set(root()).send(sensitive("grant-c"))).status).toBe(201);
     const res = await api().post("/v1/flows/grant-c/start").set(root()).send({ to: "+14155550199" });
     expect(res.status).toBe(202);
-    await waitFor(() => sys.core.prisma.auditEvent.findFirst({ where: { type: "flow.action_refused", tenantId: sys.tenantId } }));
+    // the action is decided in the start request; a contact write it makes may land just after (a deferred write)
+    await waitFor(() => sys.core.prisma.auditEvent.findFirst({ where: { type: { in: ["flow.action_refused", "contact.verified"] }, tenantId: sys.tenantId } }));
+    await new Promise((r) => setTimeout(r, 300));
     const contact = await sys.core.prisma.contact.findFirst({ where: { tenantId: sys.tenantId, phoneE164: "+14155550199" } });
-    expect(contact?.verifiedAt ?? null).toBeNull();
+    expect(contact).not.toBeNull();
+    expect(contact!.verifiedAt).toBeNull();
     expect(await sys.core.prisma.auditEvent.count({ where: { type: "contact.verified", tenantId: sys.tenantId } })).toBe(0);
+    const refused = await sys.core.prisma.auditEvent.findFirst({ where: { type: "flow.action_refused", tenantId: sys.tenantId } });
+    expect(refused?.data).toMatchObject({ flow: "grant-c", action: "mark_verified", reason: "api_start_unverified" });
+  });
+  it("after the customer verifies in the chat (a code to their own number), the API-started flow's sensitive action runs", async () => {
+    const flow = {
+      name: "grant-v",
+      triggers: [{ type: "api" }],
+      steps: [
+        // the customer answers first (a code request inside the API's own start transaction is another matter)
+        { id: "hello", type: "ask", text: "Reply OK to continue", input: { type: "text" }, save: "ok", next: "req" },
+        { id: "req", type: "otp_request", purpose: "grant", next: "check" },
+        { id: "check", type: "otp_verify", purpose: "grant", text: "Type the code", approved: "grant" },
+        { id: "grant", type: "action", action: "mark_verified" },
+        { id: "done", type: "end", text: "done" },
+      ],
+    };
+    expect((await api().put("/admin/flows/grant-v").set(root()).send(flow)).status).toBe(201);
+    expect((await api().post("/v1/flows/grant-v/start").set(root()).send({ to: "+14155550198" })).status).toBe(202);
+    await sys.sandbox.injectInbound({ from: "14155550198", text: "OK" });
+    const code = await waitFor(() => latestCode(sys.sandbox, "14155550198"));
+    const contactOf = () => sys.core.prisma.contact.findFirst({ where: { tenantId: sys.tenantId, phoneE164: "+14155550198" } });
+    expect((await contactOf())!.verifiedAt).toBeNull();
+    await sys.sandbox.injectInbound({ from: "14155550198", text: code });
+    await waitFor(async () => (await contactOf())?.verifiedAt);
   });
 });
 
