@@ -86,3 +86,65 @@ export function verifyEvent(
   }
   return matched ? { ok: true, timestamp: parsed.timestamp } : { ok: false, reason: "no_matching_signature" };
 }
+
+/**
+ * Flow `http` steps' requests (docs/flows.md "The HTTP step's signed request") are signed with scheme `v2`, which
+ * also covers the method and the request target, so a signature taken from one request is worth nothing on another
+ * method, path or query:
+ *
+ *     X-Wabot-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, "<t>.<METHOD>.<path?query>.<raw body>")>
+ *
+ * `METHOD` is upper-case (`GET`, `POST`); `path?query` is the request target exactly as on the request line
+ * (`/orders/A-17?x=1`, percent-encoding as sent; `?` and the query only when there is one); a GET's body is empty.
+ * Test vector: secret `whsec_test_vector`, t `1718000000`, `GET`, `/orders/A-17%2F..%2Fadmin?q=a%26b`, empty body →
+ * `v2=ab702e8766abd25d8832a0af3aadd4e96072d6f748f956160cc99206067e5237` (recomputed by test/attacks/http-step-url.test.ts).
+ */
+export interface SignedRequest {
+  method: string;
+  /** the request target: path and, when present, `?` and the query, as sent */
+  pathAndQuery: string;
+  body: string | Buffer;
+}
+
+function requestHmacHex(secret: string, timestampSec: number, req: SignedRequest): string {
+  return createHmac("sha256", secret).update(`${timestampSec}.${req.method.toUpperCase()}.${req.pathAndQuery}.`).update(req.body).digest("hex");
+}
+
+/** The header value (`t=…,v2=…`) for a request sent at `timestampSec`. */
+export function signRequest(secret: string | readonly string[], req: SignedRequest, timestampSec: number): string {
+  if (!Number.isSafeInteger(timestampSec) || timestampSec < 0) throw new Error("timestampSec must be a Unix time in whole seconds");
+  const secrets = typeof secret === "string" ? [secret] : secret;
+  if (secrets.length === 0 || secrets.some((s) => s.length === 0)) throw new Error("a signing secret is required");
+  return [`t=${timestampSec}`, ...secrets.map((s) => `v2=${requestHmacHex(s, timestampSec, req)}`)].join(",");
+}
+
+/** Checks a `v2` header against the request as received (method, request target, raw body); like verifyEvent otherwise. */
+export function verifyRequest(
+  secret: string | readonly string[],
+  header: string | null | undefined,
+  req: SignedRequest,
+  opts: { toleranceSec?: number; now?: Date | number } = {},
+): VerifyResult {
+  if (!header) return { ok: false, reason: "missing_header" };
+  let timestamp: number | undefined;
+  const v2: string[] = [];
+  for (const part of header.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0) return { ok: false, reason: "malformed_header" };
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (key === "t") {
+      if (timestamp !== undefined || !/^\d{1,12}$/.test(value)) return { ok: false, reason: "malformed_header" };
+      timestamp = Number(value);
+    } else if (key === "v2" && /^[0-9a-f]{64}$/i.test(value)) v2.push(value.toLowerCase());
+  }
+  if (timestamp === undefined) return { ok: false, reason: "malformed_header" };
+  const nowMs = opts.now === undefined ? Date.now() : typeof opts.now === "number" ? opts.now : opts.now.getTime();
+  if (Math.abs(Math.floor(nowMs / 1000) - timestamp) > (opts.toleranceSec ?? DEFAULT_TOLERANCE_SEC)) return { ok: false, reason: "timestamp_out_of_tolerance" };
+  let matched = false;
+  for (const s of (typeof secret === "string" ? [secret] : secret).filter((x) => x.length > 0)) {
+    const expected = Buffer.from(requestHmacHex(s, timestamp, req), "hex");
+    for (const candidate of v2) if (timingSafeEqual(expected, Buffer.from(candidate, "hex"))) matched = true;
+  }
+  return matched ? { ok: true, timestamp } : { ok: false, reason: "no_matching_signature" };
+}

@@ -1,7 +1,7 @@
 import type { OutboundContent } from "../messaging/outbox";
 import type { Condition, FlowDefinition, LocalizedText, Step } from "./schema";
 import { regexTest } from "./regex";
-import { localize, lookup, render } from "./text";
+import { localize, lookup, render, renderUrl } from "./text";
 
 /**
  * The flow engine: a pure function of (definition, state, input, context) → (new state, effects). No I/O: the
@@ -214,7 +214,15 @@ class Run {
         // the engine's own bookkeeping (otp_status, pin_status, …) and secret answers are never sent
         const names = (s.body ?? Object.keys(this.state.vars)).filter((k) => !INTERNAL_VARS.has(k));
         const variables = Object.fromEntries(names.filter((k) => this.state.vars[k] !== REDACTED).map((k) => [k, this.state.vars[k] ?? null]));
-        return this.waitFor({ type: "http", url: render(s.url, this.ctx.locale, this.vars), method: s.method, variables, timeoutMs: s.timeoutMs, step: s.id });
+        // values are percent-encoded as URL components: a customer's answer never changes the path or adds a parameter
+        const url = renderUrl(s.url, this.vars);
+        if (url === null) {
+          this.state.vars.http_error = "invalid_url";
+          if (s.onError) return s.onError;
+          this.sendText(s.id, this.text(DEFAULTS.error));
+          return "end";
+        }
+        return this.waitFor({ type: "http", url, method: s.method, variables, timeoutMs: s.timeoutMs, step: s.id });
       }
       case "action": {
         const params = Object.fromEntries(Object.entries(s.params).map(([k, v]) => [k, typeof v === "string" ? render(v, this.ctx.locale, this.vars) : v]));

@@ -1,5 +1,5 @@
 import axios, { AxiosError } from "axios";
-import { signEvent, SIGNATURE_HEADER } from "../events/signature";
+import { signRequest, SIGNATURE_HEADER } from "../events/signature";
 import { assertNoSecrets } from "../shared/no-secrets";
 import { checkTargetUrl, isBlockedAddressError, normaliseHost, safeRequestOptions } from "../shared/safe-http";
 
@@ -18,10 +18,11 @@ export { isNonPublicAddress } from "../shared/ip";
  * - Never follows redirects (a 3xx is an `http_error`), ignores proxy environment variables, caps the answer at
  *   256 KB and the whole call at `timeoutMs` (a total deadline, not only socket idleness).
  * - The answer must be a JSON object (an array, a scalar, HTML → `invalid_response`); 204 counts as `{}`.
- * - POST sends `{ flow, step, tenantId, contact, variables }`; GET sends no body (the signature then covers the
- *   empty body). Either way the request carries `X-Wabot-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
- *   "<t>.<body>")>` (signEvent, the scheme of status events, checked with verifyEvent), `X-Wabot-Flow` and
- *   `X-Wabot-Step`.
+ * - POST sends `{ flow, step, tenantId, contact, variables }`; GET sends no body. Either way the request carries
+ *   `X-Wabot-Signature: t=<unix>,v2=<hex HMAC-SHA256(secret, "<t>.<METHOD>.<path?query>.<body>")>` (signRequest,
+ *   checked with verifyRequest: src/events/signature.ts), so a signature covers the method and the request target
+ *   too, `X-Wabot-Flow` and `X-Wabot-Step`. The URL's `{{var}}` values were percent-encoded as components by the
+ *   engine (renderUrl, src/flows/text.ts).
  * - `contact` and `variables` must not carry secrets (a PIN, a code, a password): assertNoSecrets throws
  *   SecretInDataError (a bug in the caller, not an outcome of the call).
  */
@@ -84,7 +85,7 @@ export async function callBusinessEndpoint(input: HttpCallInput): Promise<HttpCa
   const headers: Record<string, string> = {
     Accept: "application/json",
     "User-Agent": "wabot-flows/1",
-    [SIGNATURE_HEADER]: signEvent(input.secret, payload, t),
+    [SIGNATURE_HEADER]: signRequest(input.secret, { method: input.method, pathAndQuery: `${url.pathname}${url.search}`, body: payload }, t),
     "X-Wabot-Flow": input.flow,
     "X-Wabot-Step": input.step,
   };

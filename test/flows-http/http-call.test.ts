@@ -1,12 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { callBusinessEndpoint, hostAllowed, isNonPublicAddress, MAX_RESPONSE_BYTES, type HttpCallInput } from "../../src/flows/http-call";
-import { verifyEvent } from "../../src/events/signature";
+import { verifyRequest } from "../../src/events/signature";
 import { SecretInDataError } from "../../src/shared/no-secrets";
 
 type Handler = (req: IncomingMessage, raw: string, res: ServerResponse) => void;
 const SECRET = "whsec_test_secret";
-const received: { path: string; method: string; headers: IncomingMessage["headers"]; raw: string }[] = [];
+const received: { path: string; url: string; method: string; headers: IncomingMessage["headers"]; raw: string }[] = [];
 const handlers = new Map<string, Handler>();
 let server: Server;
 let base = "";
@@ -18,7 +18,7 @@ beforeAll(async () => {
     req.on("end", () => {
       const raw = Buffer.concat(chunks).toString("utf8");
       const path = (req.url ?? "/").split("?")[0]!;
-      received.push({ path, method: req.method ?? "", headers: req.headers, raw });
+      received.push({ path, url: req.url ?? "/", method: req.method ?? "", headers: req.headers, raw });
       const h = handlers.get(path);
       if (h) h(req, raw, res);
       else {
@@ -73,17 +73,21 @@ test("POSTs the signed body with flow and step headers; the JSON object answer i
   expect(req.headers["x-wabot-step"]).toBe("lookup");
   expect(req.headers["content-type"]).toBe("application/json");
   const sig = req.headers["x-wabot-signature"] as string;
-  expect(sig).toMatch(new RegExp(`^t=${Math.floor(now.getTime() / 1000)},v1=[0-9a-f]{64}$`));
-  expect(verifyEvent(SECRET, sig, req.raw)).toMatchObject({ ok: true });
-  expect(verifyEvent("whsec_other", sig, req.raw)).toMatchObject({ ok: false });
-  expect(verifyEvent(SECRET, sig, req.raw.replace("A-17", "A-18"))).toMatchObject({ ok: false });
+  expect(sig).toMatch(new RegExp(`^t=${Math.floor(now.getTime() / 1000)},v2=[0-9a-f]{64}$`));
+  const signed = { method: "POST", pathAndQuery: req.url, body: req.raw };
+  expect(verifyRequest(SECRET, sig, signed)).toMatchObject({ ok: true });
+  expect(verifyRequest("whsec_other", sig, signed)).toMatchObject({ ok: false });
+  expect(verifyRequest(SECRET, sig, { ...signed, body: req.raw.replace("A-17", "A-18") })).toMatchObject({ ok: false });
+  // the method and the request target are covered too
+  expect(verifyRequest(SECRET, sig, { ...signed, method: "GET" })).toMatchObject({ ok: false });
+  expect(verifyRequest(SECRET, sig, { ...signed, pathAndQuery: "/admin" })).toMatchObject({ ok: false });
 });
 
 test("GET sends no body; the signature covers the empty body", async () => {
   handlers.set("/get", json(200, { a: 1 }));
   expect(await callBusinessEndpoint(input("/get", { method: "GET" }))).toEqual({ ok: true, status: 200, data: { a: 1 } });
   expect(received[0]!.raw).toBe("");
-  expect(verifyEvent(SECRET, received[0]!.headers["x-wabot-signature"] as string, "")).toMatchObject({ ok: true });
+  expect(verifyRequest(SECRET, received[0]!.headers["x-wabot-signature"] as string, { method: "GET", pathAndQuery: received[0]!.url, body: "" })).toMatchObject({ ok: true });
 });
 
 test("a slow endpoint times out (total deadline, also when the server trickles)", async () => {
