@@ -5,7 +5,10 @@ import type { InboundMessage } from "../ingest/envelope";
 import type { OutboundContent } from "../messaging/outbox";
 import { extractCode } from "./codes";
 import { emptyPostCommit, type DeliveryPlanner } from "./delivery";
+import { readSettings } from "../tenants/settings";
 import { OtpError } from "./errors";
+import { localeFor } from "./locale";
+import { normalizeNumber } from "./phone";
 import { NEW_CODE_BUTTON_ID, NOT_ME_BUTTON_ID, NOT_ME_KEYWORDS, otpTexts } from "./texts";
 import type { VerificationService } from "./verification.service";
 
@@ -111,7 +114,7 @@ export function otpChatHandler(deps: OtpChatDeps): MessageHandler {
           select: { id: true },
         });
         // no code to refer to: blocking would only lock the owner out of recovering
-        if (!recent) return { replies: [text(otpTexts.notMeNothingPending(localeOf(ctx, locale)))] };
+        if (!recent) return { replies: [text(otpTexts.notMeNothingPending(contactLocale(ctx)))] };
       }
       if (isNotMe(ctx.message, button, typed)) {
         return run(ctx, async (ext) => {
@@ -195,6 +198,17 @@ export function otpChatHandler(deps: OtpChatDeps): MessageHandler {
       });
     },
   };
+}
+
+/** The contact's language: chosen, else from its number's country (as the journeys pick it). */
+function contactLocale(ctx: RouteContext): string {
+  let country: string | undefined;
+  try {
+    country = ctx.contact.phoneE164 ? normalizeNumber(ctx.contact.phoneE164).country : undefined;
+  } catch {
+    country = undefined;
+  }
+  return localeFor(ctx.contact.locale, country, readSettings(ctx.tenant.settings).otp.defaultLocale);
 }
 
 function localeOf(ctx: RouteContext, fallback: string | null | undefined): string {
