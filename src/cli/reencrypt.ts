@@ -1,7 +1,9 @@
+import { randomUUID } from "node:crypto";
 import { Client } from "pg";
 import { loadConfig } from "../config/env";
 import { Keyring, type KeyPurpose } from "../shared/crypto";
 import { hashCode } from "../otp/codes";
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
 
 /**
  * `npm run secrets:reencrypt`: the second step of a SECRETS_KEY rotation (docs/security.md). With the new key in
@@ -124,12 +126,26 @@ export async function reencryptAll(db: Queryable, keyring: Keyring, opts: { batc
   // pending codes: the encrypted copy is re-encrypted, and the hash re-made from it (checked against the old one first)
   await page(
     "verifications",
-    `code_enc AS enc, code_hash AS hash`,
+    `code_enc AS enc, code_hash AS hash, purpose`,
     `code_enc IS NOT NULL AND (${notCurrentCipher("code_enc")} OR code_hash NOT LIKE 'h1.${cur}.%')`,
     async (row) => {
       const id = String(row.id);
       const oldEnc = String(row.enc);
       const oldHash = String(row.hash);
+      // a step-up code's carrier (src/tenants/step-up.ts): its copy moves; its hash is of nothing anyone knows (it
+      // approves nothing) and is simply made anew; the code's own hash is on the held change (below)
+      if (String(row.purpose).startsWith(STEP_UP_PURPOSE_PREFIX)) {
+        let next = oldEnc;
+        try {
+          if (!keyring.isCurrent(oldEnc)) next = keyring.encrypt("otp-code", keyring.decryptString("otp-code", oldEnc));
+        } catch {
+          return add(report.unreadable, "verifications.code_enc");
+        }
+        const nextHash = oldHash.startsWith(`h1.${cur}.`) ? oldHash : keyring.keyedHash("otp-hash", id, randomUUID());
+        if (!dryRun && !(await db.query(`UPDATE verifications SET code_enc = $1, code_hash = $2 WHERE id = $3::uuid AND code_enc = $4`, [next, nextHash, id, oldEnc])).rowCount) return;
+        if (next !== oldEnc) add(report.reencrypted, "verifications.code_enc");
+        return;
+      }
       let code: string;
       try {
         code = keyring.decryptString("otp-code", oldEnc);
@@ -147,6 +163,27 @@ export async function reencryptAll(db: Queryable, keyring: Keyring, opts: { batc
       if (nextEnc !== oldEnc) add(report.reencrypted, "verifications.code_enc");
       if (nextHash !== oldHash) add(report.rehashed, "verifications.code_hash");
       if (!hashOk) add(report.unreadable, "verifications.code_hash");
+    },
+  );
+
+  // pending step-up codes: the hash on the held change re-made from the code's copy on its carrier (checked first)
+  await page(
+    "held_changes h",
+    `h.code_hash AS hash, (SELECT v.code_enc FROM verifications v WHERE v.id = h.verification_id AND v.status = 'pending') AS enc`,
+    `h.status = 'pending' AND h.code_hash IS NOT NULL AND h.code_hash NOT LIKE 'h1.${cur}.%'`,
+    async (row) => {
+      const id = String(row.id);
+      const oldHash = String(row.hash);
+      let code: string;
+      try {
+        code = keyring.decryptString("otp-code", String(row.enc));
+      } catch {
+        return add(report.unreadable, "held_changes.code_hash");
+      }
+      if (!keyring.verifyHash("otp-hash", oldHash, `step-up:${id}`, code).ok) return add(report.unreadable, "held_changes.code_hash");
+      const nextHash = keyring.keyedHash("otp-hash", `step-up:${id}`, code);
+      if (!dryRun && !(await db.query(`UPDATE held_changes SET code_hash = $1 WHERE id = $2::uuid AND code_hash = $3`, [nextHash, id, oldHash])).rowCount) return;
+      add(report.rehashed, "held_changes.code_hash");
     },
   );
 
