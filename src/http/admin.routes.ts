@@ -9,6 +9,7 @@ import { eraseContact, findContactByNumber } from "../retention/erase";
 import type { Keyring } from "../shared/crypto";
 import { ApiKeys, SCOPES } from "../tenants/api-keys";
 import { tenantSettingsSchema, readSettings } from "../tenants/settings";
+import { adminNumberSchema } from "../tenants/admin-number";
 import { securityChanges } from "../tenants/settings-security";
 import type { TenantDirectory } from "../tenants/tenant-directory";
 import type { ApplyResult, StepUp } from "../tenants/step-up";
@@ -17,22 +18,6 @@ import { ApiError } from "./errors";
 import { parseInput } from "./validate";
 
 const uuid = z.uuid();
-const e164 = z.string().trim().regex(/^\+[1-9]\d{6,14}$/, "an E.164 number, e.g. +14155550123");
-/**
- * The admin number receives the step-up codes over WhatsApp: a real mobile number (libphonenumber-js, as for every
- * code: src/otp/phone.ts), given in E.164 and stored as it normalises.
- */
-const MOBILE_TYPES = new Set(["MOBILE", "FIXED_LINE_OR_MOBILE"]);
-const adminNumberSchema = e164.transform((v, ctx) => {
-  try {
-    const n = normalizeNumber(v);
-    if (n.type && MOBILE_TYPES.has(n.type)) return n.e164;
-    ctx.addIssue({ code: "custom", message: "a mobile number that can receive WhatsApp codes (this one is not a mobile number)" });
-  } catch {
-    ctx.addIssue({ code: "custom", message: "a valid phone number in E.164 form, e.g. +447911123456" });
-  }
-  return z.NEVER;
-});
 const wabaId = z.string().regex(/^\d{1,32}$/, "the numeric WhatsApp Business Account id");
 const appSecret = z.string().regex(/^[0-9a-f]{32}$/i, "Meta app secrets are 32 hex characters");
 const accessToken = z.string().min(10).max(4096);
