@@ -1,4 +1,4 @@
-import { parse as parseYaml, YAMLParseError } from "yaml";
+import { parseDocument, YAMLParseError, type Document } from "yaml";
 import { z } from "zod";
 import { regexProblem } from "./regex";
 
@@ -286,16 +286,90 @@ function dedupe(errors: FlowError[]): FlowError[] {
   return errors.filter((e) => (seen.has(e.path + e.message) ? false : (seen.add(e.path + e.message), true)));
 }
 
-/** Parses a flow file's text (JSON, or YAML for .yaml/.yml), then validates it. */
-export function parseFlowText(text: string, filename = "flow.json"): FlowValidation {
-  let data: unknown;
+/** Nesting a flow document may have ({} and [] levels): real flows use about 8. */
+export const MAX_FLOW_DEPTH = 64;
+/** Leading spaces a YAML line may have (block nesting is bounded by it). */
+export const MAX_FLOW_INDENT = 256;
+/** Characters a flow document may have. */
+export const MAX_FLOW_TEXT = 1_000_000;
+/** YAML aliases a document may expand (`yaml`'s guard against "billion laughs"; flows need none). */
+export const MAX_FLOW_ALIASES = 100;
+
+/**
+ * Why `text` is refused before any parser sees it, or null. One linear pass over the characters: the bracket depth
+ * (outside quoted strings) and, for YAML, the indentation. A parser given 0.5 MB of `[` recurses for seconds (or
+ * runs out of memory); this costs a millisecond.
+ */
+export function flowTextProblem(text: string, format: "json" | "yaml"): string | null {
+  if (text.length > MAX_FLOW_TEXT) return `longer than ${MAX_FLOW_TEXT} characters`;
+  let depth = 0;
+  let quote: string | null = null;
+  let lineStart = true;
+  let indent = 0;
+  // the last character that was not a space: in YAML a quote opens a string only where a value starts (`It's` is
+  // plain text), so an apostrophe cannot hide brackets from this scan
+  let prev = "\n";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = null;
+      prev = c;
+      continue;
+    }
+    if (c === "\n") {
+      lineStart = true;
+      indent = 0;
+      prev = c;
+      continue;
+    }
+    if (lineStart) {
+      if (c === " ") {
+        if (format === "yaml" && ++indent > MAX_FLOW_INDENT) return `indented more than ${MAX_FLOW_INDENT} spaces`;
+        continue;
+      }
+      lineStart = false;
+    }
+    if (c === '"' && (format === "json" || /[\n:\-[{,?]/.test(prev))) quote = c;
+    else if (c === "'" && format === "yaml" && /[\n:\-[{,?]/.test(prev)) quote = c;
+    else if (c === "[" || c === "{") {
+      if (++depth > MAX_FLOW_DEPTH) return `nested more than ${MAX_FLOW_DEPTH} levels deep`;
+    } else if (c === "]" || c === "}") depth = Math.max(0, depth - 1);
+    if (c !== " " && c !== "\t") prev = c;
+  }
+  return null;
+}
+
+export type ParsedFlowText = { ok: true; data: unknown; doc?: Document } | { ok: false; errors: FlowError[] };
+
+/**
+ * The text parsed once, after the pre-scan: JSON with JSON.parse; YAML into a `yaml` Document (returned too, so a
+ * caller that needs source positions reuses it instead of parsing again), expanded with at most MAX_FLOW_ALIASES
+ * aliases.
+ */
+export function parseFlowData(text: string, format: "json" | "yaml"): ParsedFlowText {
+  const label = format === "yaml" ? "YAML" : "JSON";
+  const problem = flowTextProblem(text, format);
+  if (problem) return { ok: false, errors: [{ path: "(root)", message: `not valid ${label}: ${problem}` }] };
   try {
-    data = /\.ya?ml$/i.test(filename) ? parseYaml(text) : JSON.parse(text);
+    if (format === "json") return { ok: true, data: JSON.parse(text) };
+    const doc = parseDocument(text, { prettyErrors: true });
+    const first = doc.errors[0];
+    if (first) {
+      const where = first.linePos ? ` (line ${first.linePos[0].line})` : "";
+      return { ok: false, errors: [{ path: "(root)", message: `not valid YAML${where}: ${first.message.split("\n")[0]}` }] };
+    }
+    return { ok: true, data: doc.toJS({ maxAliasCount: MAX_FLOW_ALIASES }), doc };
   } catch (err) {
     const where = err instanceof YAMLParseError && err.linePos ? ` (line ${err.linePos[0].line})` : "";
     // a parser that ran out of stack says so in its message: an internal detail, answered as what it means
     const reason = /call stack|too much recursion/i.test((err as Error).message) ? "nested too deeply" : (err as Error).message.split("\n")[0];
-    return { ok: false, errors: [{ path: "(root)", message: `not valid ${/\.ya?ml$/i.test(filename) ? "YAML" : "JSON"}${where}: ${reason}` }] };
+    return { ok: false, errors: [{ path: "(root)", message: `not valid ${label}${where}: ${reason}` }] };
   }
-  return validateFlow(data);
+}
+
+/** Parses a flow file's text (JSON, or YAML for .yaml/.yml) once, after the pre-scan, then validates it. */
+export function parseFlowText(text: string, filename = "flow.json"): FlowValidation {
+  const parsed = parseFlowData(text, /\.ya?ml$/i.test(filename) ? "yaml" : "json");
+  return parsed.ok ? validateFlow(parsed.data) : { ok: false, errors: parsed.errors };
 }

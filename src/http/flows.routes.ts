@@ -1,11 +1,10 @@
 import type { StepUp } from "../tenants/step-up";
 import express, { Router, type Request } from "express";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { PrismaClient } from "../db/prisma";
 import { loadBuiltinFlows } from "../flows/builtin";
 import { FlowNotFoundError, type FlowStore } from "../flows/flow-store";
-import { parseFlowText, validateFlow, type FlowDefinition, type FlowError } from "../flows/schema";
+import { flowTextProblem, parseFlowData, validateFlow, type FlowDefinition, type FlowError } from "../flows/schema";
 import { sensitiveActionsOf } from "../journeys/actions";
 import { askedTenant, requireScope } from "./auth";
 import { ApiError } from "./errors";
@@ -14,7 +13,14 @@ const BODY_LIMIT = "1mb";
 const YAML_TYPES = ["application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"];
 const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-const jsonBody = express.json({ limit: BODY_LIMIT });
+// a definition nested too deeply is refused from its bytes, before JSON.parse (flowTextProblem: one linear scan)
+const jsonBody = express.json({
+  limit: BODY_LIMIT,
+  verify: (_req, _res, buf) => {
+    const problem = flowTextProblem(buf.toString("utf8"), "json");
+    if (problem) throw invalidFlow([{ path: "(root)", message: `not valid JSON: ${problem}` }]);
+  },
+});
 const yamlBody = express.text({ type: YAML_TYPES, limit: BODY_LIMIT });
 
 function invalidFlow(errors: FlowError[]): ApiError {
@@ -101,12 +107,10 @@ export function flowsRoutes(deps: { prisma: PrismaClient; flows: FlowStore; step
     let doc: unknown;
     if (req.is(YAML_TYPES)) {
       const text = typeof req.body === "string" ? req.body : "";
-      try {
-        doc = parseYaml(text);
-      } catch {
-        const r = parseFlowText(text, "body.yaml");
-        throw invalidFlow(r.ok ? [{ path: "(root)", message: "not valid YAML" }] : r.errors);
-      }
+      // the pre-scan, then one parse
+      const parsed = parseFlowData(text, "yaml");
+      if (!parsed.ok) throw invalidFlow(parsed.errors);
+      doc = parsed.data;
     } else if (req.is("application/json") || req.is("+json")) {
       doc = req.body;
     } else {

@@ -1,5 +1,5 @@
-import { isMap, isScalar, isSeq, parseDocument, type Node } from "yaml";
-import { parseFlowText, validateFlow, type FlowError, type FlowValidation } from "../../flows/schema";
+import { isMap, isScalar, isSeq, parseDocument, type Document, type Node } from "yaml";
+import { parseFlowData, validateFlow, type FlowError, type FlowValidation } from "../../flows/schema";
 
 export interface LocatedFlowError extends FlowError {
   /** 1-based line in the document the person edits; null when the path cannot be found in it */
@@ -24,8 +24,8 @@ function lineAt(text: string, offset: number): number {
  * The line of a validation path in the source text (JSON is YAML, so one parser gives positions for both): the key's
  * line when the key exists, else the nearest enclosing node's (a missing field points at its object).
  */
-export function lineOfPath(text: string, path: string): number | null {
-  const doc = parseDocument(text, { keepSourceTokens: false });
+export function lineOfPath(text: string, path: string, parsed?: Document): number | null {
+  const doc = parsed ?? parseDocument(text, { keepSourceTokens: false });
   let node: unknown = doc.contents;
   let offset: number | undefined = (doc.contents as Node | null)?.range?.[0];
   for (const seg of splitPath(path)) {
@@ -58,33 +58,39 @@ function syntaxLine(text: string, message: string): number | null {
   }
 }
 
-/** Validates a flow document as the admin API will on publish, each error with its line in `text`. */
+/**
+ * Validates a flow document as the admin API will on publish, each error with its line in `text`. The text goes
+ * through the pre-scan (depth, indentation, size) and is parsed once (parseFlowData); the YAML document that gives
+ * the lines is that parse (for JSON: one YAML parse, only when there are errors to place), shared by every error.
+ */
 export function validateFlowSource(
   text: string,
   format: "json" | "yaml",
   /** the name it is published under: a document without a name takes it, one with another name is refused (as PUT does) */
   pathName?: string,
 ): { ok: true; name: string } | { ok: false; errors: LocatedFlowError[] } {
-  let r: FlowValidation = parseFlowText(text, format === "yaml" ? "flow.yaml" : "flow.json");
-  if (pathName && !r.ok && r.errors.some((e) => e.path === "name")) {
-    const doc = parseDocument(text).toJS() as unknown;
-    if (doc && typeof doc === "object" && !Array.isArray(doc) && (doc as { name?: unknown }).name === undefined) r = validateFlow({ ...doc, name: pathName });
+  const parsed = parseFlowData(text, format);
+  if (!parsed.ok) {
+    // refused by the pre-scan: no parser runs at all (and no line is looked for)
+    const scanned = parsed.errors.every((e) => /: (nested more than|indented more than|longer than) /.test(e.message));
+    return { ok: false, errors: parsed.errors.map((e) => ({ ...e, line: scanned ? null : syntaxLine(text, e.message) })) };
   }
+  let data = parsed.data;
+  if (pathName && data && typeof data === "object" && !Array.isArray(data) && (data as { name?: unknown }).name === undefined) data = { ...data, name: pathName };
+  let r: FlowValidation = validateFlow(data);
   if (r.ok && pathName && r.flow.name !== pathName) {
     r = { ok: false, errors: [{ path: "name", message: `the definition's name ${JSON.stringify(r.flow.name)} differs from the flow name '${pathName}'` }] };
   }
   if (r.ok) return { ok: true, name: r.flow.name };
-  const syntax = r.errors.length === 1 && r.errors[0]!.path === "(root)" && /^not valid (JSON|YAML)/.test(r.errors[0]!.message);
-  return {
-    ok: false,
-    errors: r.errors.map((e) => ({ ...e, line: syntax ? syntaxLine(text, e.message) : safeLine(text, e.path) })),
+  let doc: Document | null | undefined = parsed.doc;
+  const located = (path: string): number | null => {
+    try {
+      doc ??= parseDocument(text, { keepSourceTokens: false });
+      return lineOfPath(text, path, doc);
+    } catch {
+      doc = null;
+      return null;
+    }
   };
-}
-
-function safeLine(text: string, path: string): number | null {
-  try {
-    return lineOfPath(text, path);
-  } catch {
-    return null;
-  }
+  return { ok: false, errors: r.errors.map((e) => ({ ...e, line: doc === null ? null : located(e.path) })) };
 }
