@@ -26,11 +26,17 @@ export async function startFlowFor(
   const live = (await deps.flows.liveDefinitions(tenant.id)).find((f) => f.name === input.flow);
   if (!live) return { kind: "flow_not_found" };
   const waId = input.phoneE164.replace(/^\+/, "");
+  // a new contact is created (committed) first: a step that works in its own transaction — a code request plans its
+  // message for this contact — must find it, not wait on this transaction's uncommitted row until it times out
+  const known = { tenantId: tenant.id, OR: [{ waId }, { phoneE164: input.phoneE164 }] };
+  if (!(await deps.prisma.contact.findFirst({ where: known, select: { id: true } }))) {
+    await deps.prisma.contact.upsert({ where: { tenantId_waId: { tenantId: tenant.id, waId } }, create: { tenantId: tenant.id, waId, phoneE164: input.phoneE164 }, update: {} });
+  }
   const outcome = await transaction(deps.prisma, async (tx): Promise<StartFlowOutcome> => {
     await prismaLocks(tx, { lockKey: contactLockKey(tenant.phoneNumberId, waId) });
     const now = deps.clock.now();
     const contact =
-      (await tx.contact.findFirst({ where: { tenantId: tenant.id, OR: [{ waId }, { phoneE164: input.phoneE164 }] } })) ??
+      (await tx.contact.findFirst({ where: known })) ??
       (await tx.contact.create({ data: { tenantId: tenant.id, waId, phoneE164: input.phoneE164 } }));
     const row = (await tx.session.findUnique({ where: { contactId: contact.id } })) ?? (await tx.session.create({ data: { tenantId: tenant.id, contactId: contact.id } }));
     if (row.handoffAt) return { kind: "handed_off" };

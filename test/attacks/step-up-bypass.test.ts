@@ -283,6 +283,25 @@ describe("5. flows with sensitive actions", () => {
     await sys.sandbox.injectInbound({ from: "14155550198", text: code });
     await waitFor(async () => (await contactOf())?.verifiedAt);
   });
+  it("an API-started flow may ask for the customer's code in its first step (a new contact: no wait on the start's own transaction)", async () => {
+    const flow = {
+      name: "grant-w",
+      triggers: [{ type: "api" }],
+      steps: [
+        { id: "req", type: "otp_request", purpose: "grant", next: "check" },
+        { id: "check", type: "otp_verify", purpose: "grant", text: "Type the code", approved: "grant" },
+        { id: "grant", type: "action", action: "mark_verified" },
+        { id: "done", type: "end", text: "done" },
+      ],
+    };
+    expect((await api().put("/admin/flows/grant-w").set(root()).send(flow)).status).toBe(201);
+    const t0 = Date.now();
+    expect((await api().post("/v1/flows/grant-w/start").set(root()).send({ to: "+14155550197" })).status).toBe(202);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const code = await waitFor(() => latestCode(sys.sandbox, "14155550197"));
+    await sys.sandbox.injectInbound({ from: "14155550197", text: code });
+    await waitFor(async () => (await sys.core.prisma.contact.findFirst({ where: { tenantId: sys.tenantId, phoneE164: "+14155550197" } }))?.verifiedAt);
+  });
 });
 
 describe("6. a held change is validated in full before its code is sent", () => {
