@@ -3,6 +3,7 @@ import type { DailyCodes } from "../limits/daily-codes";
 import type { TenantSettings } from "../tenants/settings";
 import type { LimitName, Limits } from "./limits";
 import type { OtpErrorCode } from "./errors";
+import { ipLimitKey } from "../shared/ip";
 
 /**
  * What one code sent costs: a place in the tenant's per-minute window, the client IP's hour, the number prefix's
@@ -34,7 +35,7 @@ export async function spendSendAllowance(deps: { limits: Limits; dailyCodes?: Da
   const otp = input.settings.otp;
   const windows: Window[] = [
     { name: "tenant", key: input.tenantId, points: l.tenantPerMinute, seconds: 60 },
-    ...(input.clientIp ? [{ name: "ip" as const, key: `${input.tenantId}:${input.clientIp}`, points: l.ipPerHour, seconds: 3600 }] : []),
+    ...(input.clientIp ? [{ name: "ip" as const, key: `${input.tenantId}:${ipLimitKey(input.clientIp)}`, points: l.ipPerHour, seconds: 3600 }] : []),
     { name: "prefix", key: `${input.tenantId}:${input.prefix}`, points: l.prefixPer10Minutes, seconds: 600 },
     { name: "number_sends", key: `${input.tenantId}:${input.to}`, points: otp.maxSendsPerNumber, seconds: otp.sendWindowMinutes * 60, error: "send_limit_reached" },
   ];

@@ -15,6 +15,7 @@ import { emptyPostCommit, type DeliveryPlanner, type PostCommit } from "./delive
 import type { OtpEvents } from "./otp-events";
 import type { PinService } from "../pin/pin.service";
 import type { DailyCodes } from "../limits/daily-codes";
+import { ipLimitKey } from "../shared/ip"; // one key per address (IPv4-mapped → IPv4) and per IPv6 /64
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -343,7 +344,7 @@ export class VerificationService {
     if (!pre) throw new Error(`tenant ${who.tenantId} not found`);
     const settings = readSettingsText(who.tenantId, pre.settings);
     await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
-    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${input.clientIp}`, settings.limits.ipPerHour * 10, 3600);
+    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${ipLimitKey(input.clientIp)}`, settings.limits.ipPerHour * 10, 3600);
     if (numberError) throw numberError;
 
     let v: SqlVerification | null = pre.id ? (pre as SqlVerification) : null;
@@ -398,7 +399,7 @@ export class VerificationService {
     const now = clock.now();
     const { settings } = await this.settingsOf(prisma, who.tenantId);
     await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
-    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${input.clientIp}`, settings.limits.ipPerHour * 10, 3600);
+    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${ipLimitKey(input.clientIp)}`, settings.limits.ipPerHour * 10, 3600);
 
     let v;
     if (input.id) {
@@ -479,7 +480,7 @@ export class VerificationService {
     const db = ext?.tx ?? prisma;
     const { settings } = await this.settingsOf(prisma, who.tenantId);
     await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
-    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${input.clientIp}`, settings.limits.ipPerHour * 10, 3600);
+    if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${ipLimitKey(input.clientIp)}`, settings.limits.ipPerHour * 10, 3600);
     const v = isUuid(input.id) ? await db.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
     await this.guardFound(who, settings, v, { id: input.id, code: "" }, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw)
