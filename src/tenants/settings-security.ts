@@ -23,6 +23,9 @@ const RULES: Rule[] = [
   any("otp.blockMinutesAfterReport", (s) => s.otp.blockMinutesAfterReport),
   any("otp.channels", (s) => s.otp.channels),
   any("otp.channelCosts", (s) => s.otp.channelCosts),
+  // which approved template carries a code (step-up codes too): another one could put the code behind a link
+  any("otp.templates", (s) => s.otp.templates),
+  any("otp.defaultLocale", (s) => s.otp.defaultLocale),
   lower("otp.codeLength", (s) => s.otp.codeLength),
   higher("otp.expiryMinutes", (s) => s.otp.expiryMinutes),
   turnedOff("otp.warnAfterCode", (s) => s.otp.warnAfterCode),
@@ -32,6 +35,8 @@ const RULES: Rule[] = [
   any("pin.maxAttempts", (s) => s.pin.maxAttempts),
   any("pin.lockMinutes", (s) => s.pin.lockMinutes),
   any("pin.resetWaitDays", (s) => s.pin.resetWaitDays),
+  // which codes also need the customer's PIN: dropping a purpose lets a code alone through again
+  any("pin.requireFor", (s) => s.pin.requireFor),
   lower("retention.auditDays", (s) => s.retention.auditDays),
 ];
 

@@ -79,7 +79,7 @@ describe("1. step-up codes do not come from the tenant's OTP settings", () => {
 
   it("raising attempts, send limits or rate limits with a tenant key is held too; tightening a code's length is not", async () => {
     const t = await tenant();
-    for (const patch of [{ otp: { maxAttempts: 10 } }, { otp: { maxSendsPerNumber: 50 } }, { limits: { checksPerNumberPer10Minutes: 100000 } }, { limits: { fallbackBudgetPerDay: 1e9 } }, { otp: { channelCosts: { sms: 0 } } }, { flows: { httpAllowedHosts: ["*.example.com"] } }]) {
+    for (const patch of [{ otp: { maxAttempts: 10 } }, { otp: { maxSendsPerNumber: 50 } }, { limits: { checksPerNumberPer10Minutes: 100000 } }, { limits: { fallbackBudgetPerDay: 1e9 } }, { otp: { channelCosts: { sms: 0 } } }, { flows: { httpAllowedHosts: ["*.example.com"] } }, { otp: { templates: { en_US: { name: "promo_with_link", language: "en_US" } } } }]) {
       const res = await api().patch(`/admin/tenants/${t.id}/settings`).set(t.auth()).send(patch);
       expect({ patch, status: res.status }).toEqual({ patch, status: 202 });
     }
