@@ -37,8 +37,6 @@ const RULES: Rule[] = [
   any("pin.resetWaitDays", (s) => s.pin.resetWaitDays),
   // which codes also need the customer's PIN: dropping a purpose lets a code alone through again
   any("pin.requireFor", (s) => s.pin.requireFor),
-  // which codes also need the customer's PIN: dropping a purpose lets a code alone through again
-  any("pin.requireFor", (s) => s.pin.requireFor),
   lower("retention.auditDays", (s) => s.retention.auditDays),
 ];
 
