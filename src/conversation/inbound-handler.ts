@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { transaction, type PrismaClient, type Tx } from "../db/prisma";
 import { prismaLocks, prismaQueryable, sqlFor, type Queryable, type Sql } from "../db/sql";
-import type { InboundItem } from "../ingest/envelope";
+import { sentAtOf, type InboundItem } from "../ingest/envelope";
 import { Outbox } from "../messaging/outbox";
 import { maskPhone, type Logger } from "../observability/logger";
 import type { Clock } from "../shared/clock";
@@ -53,7 +53,8 @@ export class InboundHandler {
 
     const body = async (q: Queryable, tx: Tx): Promise<HandleOutcome> => {
       const now = clock.now();
-      const sentAt = item.message.timestamp ? new Date(Number(item.message.timestamp) * 1000) : new Date(item.receivedAt);
+      // an implausible timestamp falls back to the receive time (it must never fail the job: later messages wait on it)
+      const sentAt = sentAtOf(item.message.timestamp, item.receivedAt);
       const claim = await claimInbound(q, tenant.id, item, sentAt, now);
       if (!claim.claimed) return { kind: "duplicate" };
       const { contact, created, session } = claim;

@@ -8,6 +8,26 @@ import { z } from "zod";
 const str = z.string();
 const numericish = z.union([z.string(), z.number()]).transform(String);
 
+/** The earliest plausible time of a WhatsApp message or status: 2009-01-01 (Unix seconds). */
+const MIN_PLAUSIBLE_SECONDS = 1_230_768_000;
+/** How far ahead of our clock a sender's clock may be. */
+const MAX_AHEAD_SECONDS = 24 * 3600;
+
+/**
+ * When a message (or status) was sent: Meta's `timestamp` (Unix seconds, a string) when it is a plausible one —
+ * digits, after 2009 and at most a day after it was received — else the time it was received. A `timestamp` such
+ * as `"soon"`, `"1e400"`, `"-1"` or 20 digits would otherwise make an Invalid Date, fail the job on every retry
+ * and hold the contact's later messages back behind it.
+ */
+export function sentAtOf(timestamp: unknown, receivedAtMs: number): Date {
+  const s = typeof timestamp === "number" ? String(timestamp) : typeof timestamp === "string" ? timestamp.trim() : "";
+  if (/^\d{1,12}(\.\d{1,9})?$/.test(s)) {
+    const seconds = Number(s);
+    if (seconds >= MIN_PLAUSIBLE_SECONDS && seconds <= receivedAtMs / 1000 + MAX_AHEAD_SECONDS) return new Date(Math.floor(seconds * 1000));
+  }
+  return new Date(receivedAtMs);
+}
+
 export const inboundMessageSchema = z.looseObject({
   id: str.min(1),
   from: str.optional(),

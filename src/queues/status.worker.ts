@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import type { Config } from "../config/env";
 import type { PrismaClient } from "../db/prisma";
 import { sqlFor, type Sql } from "../db/sql";
-import type { AccountUpdateItem, StatusItem } from "../ingest/envelope";
+import { sentAtOf, type AccountUpdateItem, type StatusItem } from "../ingest/envelope";
 import { recordStatus, wamidLock, type ApplyOutcome, type StatusUpdate } from "../messaging/delivery-status";
 import { maskPhone, type Logger } from "../observability/logger";
 import { runWithRequestId } from "../observability/request-context";
@@ -57,14 +57,12 @@ export class StatusHeldError extends Error {
 
 export type StatusJobResult = ApplyOutcome["kind"] | "unknown_tenant" | string;
 
-/** Meta's timestamps are strings of Unix seconds; a status without one takes the time it was received. */
+/** Meta's timestamps are strings of Unix seconds; a status without a plausible one takes the time it was received. */
 export function statusUpdateFrom(item: StatusItem): StatusUpdate {
-  const raw = item.status.timestamp;
-  const seconds = raw !== undefined && /^\d+(\.\d+)?$/.test(String(raw)) ? Number(raw) : undefined;
   const error = item.status.errors?.[0];
   return {
     status: item.status.status,
-    timestamp: new Date(seconds !== undefined ? seconds * 1000 : item.receivedAt),
+    timestamp: sentAtOf(item.status.timestamp, item.receivedAt),
     errorCode: error?.code ?? null,
     errorTitle: error?.title ?? error?.message ?? null,
   };
