@@ -10,6 +10,9 @@ import { latestCode, startTestSystem, waitFor, type TestSystem } from "../helper
  * read-scope key) hold `[code]` instead; the flow engine still gets the real answer.
  */
 let sys: TestSystem;
+const logs: string[] = [];
+/** `code` standing on its own in `text` (not a piece of a longer number, id or timestamp that happens to hold it) */
+const holds = (text: string, code: string) => new RegExp(`(?<![0-9A-Za-z])${code.replace(/[^0-9]/g, "\\D{1,3}")}(?![0-9A-Za-z])`).test(text);
 const api = () => request(sys.http.url);
 const root = () => ({ Authorization: `Bearer ${sys.config.ADMIN_API_KEY}` });
 const say = (digits: string, text: string) => sys.sandbox.injectInbound({ from: digits, text });
@@ -24,7 +27,7 @@ const stored = async (digits: string, n: number, replies: number) => {
 };
 
 beforeAll(async () => {
-  sys = await startTestSystem({ env: { OUTBOUND_RECIPIENT_GAP_MS: "5" } });
+  sys = await startTestSystem({ env: { OUTBOUND_RECIPIENT_GAP_MS: "5", LOG_LEVEL: "debug" }, captureLogs: logs });
 }, 60_000);
 afterAll(async () => {
   await sys?.close();
@@ -33,6 +36,9 @@ afterAll(async () => {
 describe("what looks like a code is redacted from stored texts", () => {
   it("redactCodes: codes alone, spaced, dashed, inside sentences, in other scripts; ordinary text is kept", () => {
     expect(redactCodes("482913")).toBe("[code]");
+    expect(holds('{"body":"my code is 313 243"}', "313 243")).toBe(true);
+    expect(holds('{"body":"482913"}', "482913")).toBe(true);
+    expect(holds('"time":1765154829130', "482913")).toBe(false);
     expect(redactCodes("my code is 123 456")).toBe("my code is [code]");
     expect(redactCodes("1-2-3-4-5-6 thanks")).toBe("[code] thanks");
     expect(redactCodes("code: ١٢٣٤٥٦")).toBe("code: [code]");
@@ -64,7 +70,7 @@ describe("codes typed into the chat, in every branch", () => {
     const v = await api().post("/v1/verifications").set(root()).send({ to: `+${CUSTOMER}` });
     expect(v.status).toBe(201);
     const code = await waitFor(() => latestCode(sys.sandbox, CUSTOMER));
-    const wrong = code === "000000" ? "111111" : "000000";
+    const wrong = String((Number(code) + 1) % 10 ** code.length).padStart(code.length, "0");
     const spaced = `${code.slice(0, 3)} ${code.slice(3)}`;
     typed.push(code, wrong, spaced);
     await say(CUSTOMER, wrong);
@@ -118,7 +124,7 @@ describe("codes typed into the chat, in every branch", () => {
     const dump = await sys.core.prisma.$queryRaw<{ t: string }[]>`SELECT payload::text AS t FROM messages WHERE direction = 'inbound'`;
     const all = dump.map((r) => r.t).join("\n");
     expect(all).toContain("[code]");
-    for (const c of typed) expect(all).not.toContain(c);
+    for (const c of typed) expect(holds(all, c)).toBe(false);
 
     const key = await api().post(`/admin/tenants/${sys.tenantId}/api-keys`).set(root()).send({ scopes: ["read"] });
     const agent = request.agent(sys.http.url);
@@ -130,6 +136,31 @@ describe("codes typed into the chat, in every branch", () => {
     expect(previews).toContain("my code is [code]");
     expect(previews).toContain("[code]");
     const shown = JSON.stringify(view.body);
-    for (const c of typed) expect(shown).not.toContain(c);
+    for (const c of typed) expect(holds(shown, c)).toBe(false);
+  });
+
+  it("nor do the debug logs, nor anything the deployment keeps in Redis (job data is encrypted)", async () => {
+    expect(logs.length).toBeGreaterThan(20);
+    const logText = logs.join("\n");
+    for (const c of typed) expect(holds(logText, c)).toBe(false);
+    const redis = sys.core.redis;
+    const values: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${sys.config.QUEUE_PREFIX}*`, "COUNT", 500);
+      cursor = next;
+      for (const k of keys) {
+        const type = await redis.type(k);
+        if (type === "string") values.push((await redis.get(k)) ?? "");
+        else if (type === "hash") values.push(JSON.stringify(await redis.hgetall(k)));
+        else if (type === "list") values.push(JSON.stringify(await redis.lrange(k, 0, -1)));
+        else if (type === "zset") values.push(JSON.stringify(await redis.zrange(k, 0, -1)));
+        else if (type === "set") values.push(JSON.stringify(await redis.smembers(k)));
+        else if (type === "stream") values.push(JSON.stringify(await redis.xrange(k, "-", "+")));
+      }
+    } while (cursor !== "0");
+    expect(values.length).toBeGreaterThan(0);
+    const all = values.join("\n");
+    for (const c of typed) expect(holds(all, c)).toBe(false);
   });
 });
