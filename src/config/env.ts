@@ -27,8 +27,9 @@ export const envSchema = z.object({
   REDIS_URL: url(["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
   PORT: int(0, 65535).default(3000),
   /**
-   * The address the HTTP server listens on. Unset: every interface (`0.0.0.0`) for `npm start`; `npm run demo`
-   * listens on loopback only (`127.0.0.1`: its secrets and admin key are public), `HOST=0.0.0.0` opens it to the network.
+   * The address the HTTP servers listen on (the API; a worker's WORKER_METRICS_PORT). Unset: every interface
+   * (`0.0.0.0`) for `npm start`; `npm run demo` listens on loopback only (`127.0.0.1`: its secrets and admin key are
+   * public), `HOST=0.0.0.0` opens it to the network.
    */
   HOST: z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/, "must be an IP address or a host name (0.0.0.0, 127.0.0.1, ::)").optional(),
   /**
