@@ -154,6 +154,38 @@ describe("item 8: codes to the old and the new number do not move an account tha
   });
 });
 
+describe("siblings: the other account-changing actions need the PIN too", () => {
+  it("a flow that skips the PIN can neither point the recovery email elsewhere nor sign out every session", async () => {
+    const flow = {
+      name: "quick-recover",
+      triggers: [{ type: "keyword", keywords: ["quick-recover-818"] }],
+      steps: [
+        { id: "send", type: "otp_request", purpose: "account_recovery", next: "check" },
+        { id: "check", type: "otp_verify", purpose: "account_recovery", text: "Type the code.", approved: "email" },
+        { id: "email", type: "action", action: "set_recovery_email", params: { email: "attacker@example.net" }, onError: "email_why", next: "email_set" },
+        { id: "email_why", type: "branch", cases: [{ when: { var: "action_error", equals: "pin_required" }, next: "email_refused" }], default: "failed" },
+        { id: "email_refused", type: "send", text: "EMAIL: PIN required", next: "signout" },
+        { id: "email_set", type: "send", text: "EMAIL SET", next: "signout" },
+        { id: "signout", type: "action", action: "revoke_logins", onError: "out_why", next: "out_done" },
+        { id: "out_why", type: "branch", cases: [{ when: { var: "action_error", equals: "pin_required" }, next: "out_refused" }], default: "failed" },
+        { id: "out_refused", type: "end", text: "SIGNOUT: PIN required" },
+        { id: "out_done", type: "end", text: "SIGNED OUT" },
+        { id: "failed", type: "end", text: "FAILED" },
+      ],
+    };
+    const put = await api().put("/admin/flows/quick-recover").set(admin()).send(flow);
+    expect([200, 201]).toContain(put.status);
+    const { chat, contactId } = await ownerWithPin("14155550818", "640285");
+    await sys.core.prisma.login.create({ data: { tenantId: sys.tenantId, contactId, externalId: "owner-818", device: "Owner's laptop" } });
+    await chat.say("quick-recover-818");
+    await chat.say(await codeIn(chat));
+    await chat.expectBot("EMAIL: PIN required");
+    await chat.expectBot("SIGNOUT: PIN required");
+    expect((await pinRow(contactId)).recoveryEmail).toBeNull();
+    expect((await sys.core.prisma.login.findFirstOrThrow({ where: { externalId: "owner-818" } })).revokedAt).toBeNull();
+  });
+});
+
 describe("item 9: a PIN protects logins (pin.requireFor), in the API and in the chat", () => {
   it("POST /v1/verifications/check: the right code alone answers pinRequired; {id, pin} approves; GET /v1/contacts shows hasPin", async () => {
     const { chat } = await ownerWithPin("14155550821", "580314");
@@ -278,6 +310,18 @@ describe("item 10: 'not me' is read against what the bot last asked", () => {
     expect((await api().get("/v1/contacts/+14155550831/block").set(admin())).body).toMatchObject({ blocked: false });
     // the owner can still get codes (and so recover)
     expect((await api().post("/v1/verifications").set(admin()).send({ to: "+14155550831" })).status).toBe(201);
+  });
+
+  it("typed after the notice's session is over, it starts recover (and still blocks nothing)", async () => {
+    const chat = new Chat(sys, "14155550834");
+    await chat.say("hi");
+    await chat.expectBot(/./);
+    await api().post("/v1/flows/login-notice/start").set(admin()).send({ to: "+14155550834", variables: { device: "Edge", location: "Lima, PE", login_id: "sess-834" } });
+    await chat.expectBot(/New login to your account from/);
+    clock.advance(31 * 60_000);
+    await chat.say("não fui eu");
+    await chat.expectBot(/Let's secure your account/);
+    expect((await api().get("/v1/contacts/+14155550834/block").set(admin())).body).toMatchObject({ blocked: false });
   });
 
   it("with nothing pending ('no fui yo' out of the blue) it blocks nothing and points to recover", async () => {
