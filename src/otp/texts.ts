@@ -97,7 +97,7 @@ export const otpTexts = {
           "No compartas nunca un código ni tu PIN: nunca te los pediremos.",
         pt_BR:
           "Não há nenhum código nem aviso de acesso recente para o seu número, então nada foi bloqueado.\n\n" +
-          "Se você acha que alguém entrou na sua conta, escreva *recuperar*: vamos confirmar que é você e encerrar os outros aparelhos. " +
+          "Se você acha que alguém entrou na sua conta, escreva *recuperar*: vamos confirmar que é você e encerrar as sessões nos outros aparelhos. " +
           "Nunca compartilhe um código ou PIN: nunca vamos pedir.",
       },
       l,
