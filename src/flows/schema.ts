@@ -333,7 +333,7 @@ export function flowTextProblem(text: string, format: "json" | "yaml"): string |
     if (c === '"' && (format === "json" || /[\n:\-[{,?]/.test(prev))) quote = c;
     else if (c === "'" && format === "yaml" && /[\n:\-[{,?]/.test(prev)) quote = c;
     else if (c === "[" || c === "{") {
-      if (++depth > MAX_FLOW_DEPTH) return `nested more than ${MAX_FLOW_DEPTH} levels deep`;
+      if (++depth > MAX_FLOW_DEPTH) return `nested too deeply (more than ${MAX_FLOW_DEPTH} levels)`;
     } else if (c === "]" || c === "}") depth = Math.max(0, depth - 1);
     if (c !== " " && c !== "\t") prev = c;
   }

@@ -16,10 +16,10 @@ const deepButClosed = (n: number) => `{"name":"x","steps":${"[".repeat(n)}${"]".
 describe("the pre-scan", () => {
   it("refuses depth, indentation and size cheaply, in JSON and YAML", () => {
     const t0 = Date.now();
-    expect(flowTextProblem(BOMB, "json")).toBe(`nested more than ${MAX_FLOW_DEPTH} levels deep`);
-    expect(flowTextProblem(BOMB, "yaml")).toBe(`nested more than ${MAX_FLOW_DEPTH} levels deep`);
-    expect(flowTextProblem("{a: ".repeat(100_000), "yaml")).toMatch(/nested more than/);
-    expect(flowTextProblem(deepButClosed(MAX_FLOW_DEPTH + 1), "json")).toMatch(/nested more than/);
+    expect(flowTextProblem(BOMB, "json")).toBe(`nested too deeply (more than ${MAX_FLOW_DEPTH} levels)`);
+    expect(flowTextProblem(BOMB, "yaml")).toBe(`nested too deeply (more than ${MAX_FLOW_DEPTH} levels)`);
+    expect(flowTextProblem("{a: ".repeat(100_000), "yaml")).toMatch(/nested too deeply/);
+    expect(flowTextProblem(deepButClosed(MAX_FLOW_DEPTH + 1), "json")).toMatch(/nested too deeply/);
     expect(flowTextProblem(Array.from({ length: 300 }, (_, i) => `${" ".repeat(i)}a:`).join("\n"), "yaml")).toMatch(/indented more than/);
     expect(flowTextProblem("x".repeat(1_000_001), "json")).toMatch(/longer than/);
     expect(Date.now() - t0).toBeLessThan(500);
@@ -28,7 +28,7 @@ describe("the pre-scan", () => {
   it("brackets inside strings do not count; an apostrophe in plain YAML text cannot hide brackets", () => {
     expect(flowTextProblem(`{"text": "${"[".repeat(1000)}"}`, "json")).toBeNull();
     expect(flowTextProblem(`text: '${"[".repeat(1000)}'`, "yaml")).toBeNull();
-    expect(flowTextProblem(`text: It's\n${"[".repeat(1000)}`, "yaml")).toMatch(/nested more than/);
+    expect(flowTextProblem(`text: It's\n${"[".repeat(1000)}`, "yaml")).toMatch(/nested too deeply/);
     expect(flowTextProblem(deepButClosed(MAX_FLOW_DEPTH - 2), "json")).toBeNull();
   });
 
@@ -37,7 +37,7 @@ describe("the pre-scan", () => {
       const t0 = Date.now();
       const r = parseFlowText(BOMB, file);
       expect(Date.now() - t0).toBeLessThan(500);
-      expect(r).toEqual({ ok: false, errors: [{ path: "(root)", message: expect.stringMatching(/^not valid (JSON|YAML): nested more than 64 levels deep$/) }] });
+      expect(r).toEqual({ ok: false, errors: [{ path: "(root)", message: expect.stringMatching(/^not valid (JSON|YAML): nested too deeply \(more than 64 levels\)$/) }] });
     }
   });
 
@@ -52,7 +52,7 @@ describe("the pre-scan", () => {
       expect(spy).toHaveBeenCalledTimes(1);
       spy.mockClear();
       const bomb = validateFlowSource(BOMB, "json");
-      expect(bomb).toEqual({ ok: false, errors: [{ path: "(root)", message: "not valid JSON: nested more than 64 levels deep", line: null }] });
+      expect(bomb).toEqual({ ok: false, errors: [{ path: "(root)", message: "not valid JSON: nested too deeply (more than 64 levels)", line: null }] });
       expect(spy).not.toHaveBeenCalled();
     } finally {
       spy.mockRestore();
@@ -94,7 +94,7 @@ describe("through the HTTP routes", () => {
       ]);
       worst = Math.max(worst, Date.now() - t0);
       expect(res.status).toBe(200);
-      expect(res.body).toEqual({ ok: false, errors: [{ path: "(root)", message: `not valid ${format.toUpperCase()}: nested more than 64 levels deep`, line: null }] });
+      expect(res.body).toEqual({ ok: false, errors: [{ path: "(root)", message: `not valid ${format.toUpperCase()}: nested too deeply (more than 64 levels)`, line: null }] });
       expect(health.status).toBe(200);
       expect(health.ms).toBeLessThan(1_000);
     }
@@ -113,9 +113,9 @@ describe("through the HTTP routes", () => {
     const base = sys.http.url;
     const json = await request(base).put("/admin/flows/bomb").set(admin()).set("Content-Type", "application/json").send(deepButClosed(5_000));
     expect(json.status).toBe(422);
-    expect(json.body.error).toMatchObject({ code: "invalid_flow", details: [{ path: "(root)", message: "not valid JSON: nested more than 64 levels deep" }] });
+    expect(json.body.error).toMatchObject({ code: "invalid_flow", details: [{ path: "(root)", message: "not valid JSON: nested too deeply (more than 64 levels)" }] });
     const yamlRes = await request(base).put("/admin/flows/bomb").set(admin()).set("Content-Type", "application/yaml").send(BOMB);
     expect(yamlRes.status).toBe(422);
-    expect(yamlRes.body.error).toMatchObject({ code: "invalid_flow", details: [{ path: "(root)", message: "not valid YAML: nested more than 64 levels deep" }] });
+    expect(yamlRes.body.error).toMatchObject({ code: "invalid_flow", details: [{ path: "(root)", message: "not valid YAML: nested too deeply (more than 64 levels)" }] });
   });
 });

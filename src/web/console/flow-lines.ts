@@ -72,7 +72,7 @@ export function validateFlowSource(
   const parsed = parseFlowData(text, format);
   if (!parsed.ok) {
     // refused by the pre-scan: no parser runs at all (and no line is looked for)
-    const scanned = parsed.errors.every((e) => /: (nested more than|indented more than|longer than) /.test(e.message));
+    const scanned = parsed.errors.every((e) => /: (nested too deeply \(more than|indented more than|longer than) /.test(e.message));
     return { ok: false, errors: parsed.errors.map((e) => ({ ...e, line: scanned ? null : syntaxLine(text, e.message) })) };
   }
   let data = parsed.data;
