@@ -25,7 +25,7 @@ const MEANINGS: Record<string, string> = {
   INBOUND_CONCURRENCY: "Inbound messages handled at once per worker process.",
   OUTBOUND_CONCURRENCY: "Outbound messages sent at once per worker process.",
   VOICE_PROVIDER: "Voice-call fallback channel for codes: none (off), sandbox (recorded in memory, for the demo) or twilio.",
-  NODE_ENV: "`production` in production; `development` turns on human-readable (pretty) logs.",
+  NODE_ENV: "`production` in production; `development` turns on human-readable (pretty) logs and lets flow `http` steps and event callbacks use plain http to 127.0.0.1, localhost and [::1] (never allowed otherwise).",
   PORT: "The HTTP port of the API (webhook, Verify and admin APIs, health, metrics). `0` picks a free port.",
   GRAPH_API_BASE_URL: "Where the WhatsApp Cloud API lives. Point it at the Cloud API sandbox for local tests (`npm run demo` does).",
   GRAPH_API_VERSION: "The Graph API version path segment of every Cloud API call.",
