@@ -43,14 +43,7 @@ const KEY_PREFIX = /^wbk_([a-f0-9]{16})_/;
  * its prefix exists or not.
  */
 export function keyAuthenticator(deps: AuthDeps): KeyAuthenticator {
-  const limit = deps.failuresPerMinute ?? 30;
-  const addressLimit = deps.addressFailuresPerMinute ?? limit * 10;
-  /** one failure in a window: its Retry-After when the window was already full, else null */
-  const failure = (key: string, points: number) =>
-    deps.limits.consume("auth_failures", key, points, 60).then(
-      () => null,
-      (err: unknown) => (err instanceof OtpError ? (err.retryAfterSeconds ?? 60) : 60), // Redis down: throttled
-    );
+  const failed = authFailures(deps.limits, { perPrefix: deps.failuresPerMinute, perAddress: deps.addressFailuresPerMinute });
   return async (token, ip) => {
     let principal: Principal | null = null;
     if (safeEqual(token, deps.adminApiKey)) {
@@ -59,12 +52,32 @@ export function keyAuthenticator(deps: AuthDeps): KeyAuthenticator {
       principal = await deps.apiKeys.authenticate(token);
     }
     if (principal) return principal;
-    // the address canonicalised (one key per IPv4 address, per IPv6 /64, whatever its spelling)
+    const retryAfter = await failed(token, ip);
+    if (retryAfter !== null) throw new OtpError("rate_limited", retryAfter);
+    throw new ApiError(401, "unauthorized", "The API key is not valid");
+  };
+}
+
+/**
+ * Counts one failed key check of a client address (`ip` canonicalised: one key per IPv4 address, per IPv6 /64,
+ * whatever its spelling) in its (address, key prefix) window and its address-wide window. Resolves to the
+ * Retry-After seconds when either window was already full (the caller answers 429), else null (401). Shared by every
+ * place a key is checked (the Bearer APIs, the console's sign-in, /metrics), so they share the windows.
+ */
+export function authFailures(limits: Pick<Limits, "consume">, opts: { perPrefix?: number; perAddress?: number } = {}): (token: string, ip: string) => Promise<number | null> {
+  const limit = opts.perPrefix ?? 30;
+  const addressLimit = opts.perAddress ?? limit * 10;
+  /** one failure in a window: its Retry-After when the window was already full, else null */
+  const failure = (key: string, points: number) =>
+    limits.consume("auth_failures", key, points, 60).then(
+      () => null,
+      (err: unknown) => (err instanceof OtpError ? (err.retryAfterSeconds ?? 60) : 60), // Redis down: throttled
+    );
+  return async (token, ip) => {
     const address = ipLimitKey(ip);
     const prefix = KEY_PREFIX.exec(token)?.[1] ?? "-";
     const [narrow, wide] = await Promise.all([failure(`${address}|${prefix}`, limit), failure(`${address}|*`, addressLimit)]);
-    if (narrow !== null || wide !== null) throw new OtpError("rate_limited", Math.max(narrow ?? 1, wide ?? 1));
-    throw new ApiError(401, "unauthorized", "The API key is not valid");
+    return narrow !== null || wide !== null ? Math.max(narrow ?? 1, wide ?? 1) : null;
   };
 }
 

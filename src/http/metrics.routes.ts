@@ -9,6 +9,8 @@ export interface MetricsRoutesDeps {
   metrics: Pick<Metrics, "render">;
   /** the deployment's ADMIN_API_KEY: a scrape must bear it (`Authorization: Bearer <key>`) */
   adminApiKey: string;
+  /** counts a wrong key in the same windows as the APIs (authFailures in auth.ts): Retry-After when over, else null */
+  authFailed: (token: string, ip: string) => Promise<number | null>;
 }
 
 /**
@@ -22,6 +24,12 @@ export function metricsRoutes(deps: MetricsRoutesDeps): Router {
     try {
       const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
       if (!token || !safeEqual(token, deps.adminApiKey)) {
+        // a wrong key here is a guess at ADMIN_API_KEY like any other: the same throttling as the APIs
+        const retryAfter = token ? await deps.authFailed(token, req.ip ?? "unknown") : null;
+        if (retryAfter !== null) {
+          sendError(res, 429, "rate_limited", "Too many wrong keys from this address", undefined, { "Retry-After": String(retryAfter) });
+          return;
+        }
         sendError(res, 401, "unauthorized", "Authorization: Bearer <ADMIN_API_KEY> is required", undefined, { "WWW-Authenticate": 'Bearer realm="metrics"' });
         return;
       }

@@ -5,7 +5,7 @@ import { adminRoutes } from "../http/admin.routes";
 import { limitsRoutes } from "../http/limits.routes";
 import { createHttpApp } from "../http/app";
 import { withLeanWebhook } from "../http/lean-webhook";
-import { bearerAuth, keyAuthenticator } from "../http/auth";
+import { authFailures, bearerAuth, keyAuthenticator } from "../http/auth";
 import { flowsRoutes } from "../http/flows.routes";
 import { conversationRoutes } from "../http/conversation.routes";
 import { contactsRoutes } from "../http/contacts.routes";
@@ -41,7 +41,7 @@ export async function startHttp(
 ): Promise<RunningServer> {
   const app = createHttpApp({
     // ops: GET /metrics (admin key) before the APIs
-    mount: [metricsRoutes({ metrics: core.metrics, adminApiKey: core.config.ADMIN_API_KEY }), ...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
+    mount: [metricsRoutes({ metrics: core.metrics, adminApiKey: core.config.ADMIN_API_KEY, authFailed: authFailures(core.limits) }), ...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
     metrics: core.metrics, // ops: webhook outcome counter
     ingest: core.ingest,
     verifyToken: core.config.WHATSAPP_VERIFY_TOKEN,

@@ -1,4 +1,5 @@
 import { loadConfig } from "../config/env";
+import { authFailures } from "../http/auth";
 import { startMetricsServer } from "../http/metrics.routes";
 import { buildCore, ensureDefaultTenant } from "./core";
 import { configOrExit, onShutdown } from "./lifecycle";
@@ -15,7 +16,7 @@ async function main(): Promise<void> {
   const metrics =
     config.WORKER_METRICS_PORT === undefined
       ? null
-      : await startMetricsServer({ metrics: core.metrics, adminApiKey: config.ADMIN_API_KEY, port: config.WORKER_METRICS_PORT, host: config.HOST });
+      : await startMetricsServer({ metrics: core.metrics, adminApiKey: config.ADMIN_API_KEY, authFailed: authFailures(core.limits), port: config.WORKER_METRICS_PORT, host: config.HOST });
   if (metrics) core.logger.info({ url: metrics.url }, "worker metrics served");
   // the metrics stay up while the jobs in flight finish
   onShutdown(core.logger, [workers.close, ...(metrics ? [metrics.close] : []), core.close]);

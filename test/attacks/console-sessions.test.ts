@@ -148,6 +148,17 @@ describe("console sessions of tenant keys, wrong-key throttling, the cookie", ()
     expect((await request(sys.http.url).get("/admin/tenants").set({ "X-Forwarded-For": "198.51.100.79", Authorization: `Bearer wbk_${"c".repeat(16)}_${"x".repeat(43)}` })).status).toBe(401);
   }, 120_000);
 
+  it("guesses at ADMIN_API_KEY through /metrics are throttled like the APIs' (the right key still scrapes)", async () => {
+    const proxy = { "X-Forwarded-For": "198.51.100.80" };
+    const statuses: number[] = [];
+    for (let i = 0; i < 32; i++) statuses.push((await request(sys.http.url).get("/metrics").set({ ...proxy, Authorization: `Bearer guess-${i}-${"m".repeat(16)}` })).status);
+    expect(statuses.slice(0, 30).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(30)).toEqual([429, 429]);
+    // the same window as the Bearer APIs: an admin-key-shaped guess there is 429 too
+    expect((await request(sys.http.url).get("/admin/tenants").set({ ...proxy, Authorization: `Bearer guess-x-${"m".repeat(16)}` })).status).toBe(429);
+    expect((await request(sys.http.url).get("/metrics").set({ ...proxy, ...root() })).status).toBe(200);
+  });
+
   it("wrong keys are counted per IPv6 /64 and per canonical address, whatever the spelling", async () => {
     const key = `wbk_${"d".repeat(16)}_${"x".repeat(43)}`;
     const statuses: number[] = [];

@@ -112,7 +112,7 @@ describe("docs/openapi.yaml", () => {
       ...routesOf(conversations.admin, "/admin"),
       ...routesOf(templatesRoutes({ prisma: unused as any, config: unused as any, budget: unused as any }), "/admin"),
       ...routesOf(limitsRoutes({ prisma: unused as any, messagingLimits: unused as any }), "/admin"),
-      ...routesOf(metricsRoutes({ metrics: unused as any, adminApiKey: "unused" }), ""),
+      ...routesOf(metricsRoutes({ metrics: unused as any, adminApiKey: "unused", authFailed: async () => null }), ""),
       ...routesOf(workersRoutes({ health: unused as any }), "/admin"),
       ...routesOf(contactsRoutes({ prisma: unused as any, eventPublisher: unused as any }).v1, "/v1"),
       // the PIN reset router asks its logger for a child when it is built
