@@ -16,6 +16,7 @@ import type { OtpEvents } from "./otp-events";
 import type { PinService } from "../pin/pin.service";
 import type { DailyCodes } from "../limits/daily-codes";
 import { ipLimitKey } from "../shared/ip"; // one key per address (IPv4-mapped → IPv4) and per IPv6 /64
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -403,7 +404,7 @@ export class VerificationService {
 
     let v;
     if (input.id) {
-      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
+      v = isUuid(input.id) ? await prisma.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending", ...NOT_STEP_UP } }) : null;
       if (v && input.purpose && v.purpose !== input.purpose) v = null;
     } else {
       const number = normalizeNumber(input.to ?? "");
@@ -481,7 +482,7 @@ export class VerificationService {
     const { settings } = await this.settingsOf(prisma, who.tenantId);
     await limits.consume("checks_tenant", who.tenantId, settings.limits.checksPerTenantPerMinute, 60);
     if (input.clientIp) await limits.consume("ip", `${who.tenantId}:check:${ipLimitKey(input.clientIp)}`, settings.limits.ipPerHour * 10, 3600);
-    const v = isUuid(input.id) ? await db.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending" } }) : null;
+    const v = isUuid(input.id) ? await db.verification.findFirst({ where: { id: input.id, tenantId: who.tenantId, status: "pending", ...NOT_STEP_UP } }) : null;
     await this.guardFound(who, settings, v, { id: input.id, code: "" }, now);
     if (!v) throw new OtpError("verification_not_found"); // unreachable (guardFound threw)
     if (!v.codeVerifiedAt || !this.deps.pins) throw new OtpError("pin_not_expected");
@@ -518,7 +519,7 @@ export class VerificationService {
 
   async get(who: Actor, id: string): Promise<VerificationRow> {
     if (!isUuid(id)) throw new OtpError("verification_not_found");
-    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
+    let v = await this.deps.prisma.verification.findFirst({ where: { id, tenantId: who.tenantId, ...NOT_STEP_UP }, include: { deliveries: { orderBy: { createdAt: "asc" } } } });
     if (!v) throw new OtpError("verification_not_found");
     if (v.status === "pending" && v.expiresAt <= this.deps.clock.now()) {
       await this.expire(v.id, "system");
@@ -658,7 +659,7 @@ const PRE_SETTINGS = `SELECT settings::text AS settings FROM tenants WHERE id = 
 
 const PRE_CHECK_BY_ID = `SELECT t.settings::text AS settings, v.* FROM tenants t
 LEFT JOIN LATERAL (SELECT ${VERIFICATION_COLUMNS} FROM verifications
-  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending') v ON true
+  WHERE id = $2::uuid AND tenant_id = t.id AND status = 'pending' AND NOT starts_with(purpose, 'step_up:')) v ON true
 WHERE t.id = $1::uuid`;
 
 const PRE_CHECK_BY_TO = `SELECT t.settings::text AS settings, v.* FROM tenants t
@@ -707,6 +708,12 @@ function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; meta?: unknown; message?: string };
   return e?.code === "P2002" || /23505|unique constraint/i.test(String(e?.message ?? ""));
 }
+
+/**
+ * Admin step-up codes (purpose `step_up:…`, src/tenants/step-up.ts) are not the Verify API's: no lookup by id
+ * (check, get, cancel) ever finds one. Lookups by number name a purpose, and the API's purposes cannot hold a ':'.
+ */
+const NOT_STEP_UP = { NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } } as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(v: string): boolean {
