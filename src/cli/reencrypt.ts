@@ -3,7 +3,7 @@ import { Client } from "pg";
 import { loadConfig } from "../config/env";
 import { Keyring, type KeyPurpose } from "../shared/crypto";
 import { hashCode } from "../otp/codes";
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up-purpose";
 
 /**
  * `npm run secrets:reencrypt`: the second step of a SECRETS_KEY rotation (docs/security.md). With the new key in

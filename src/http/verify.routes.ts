@@ -8,7 +8,7 @@ import { requireScope } from "./auth";
 import { parseInput } from "./validate";
 import { withIdempotency } from "./idempotency";
 import { ApiError } from "./errors";
-import { isStepUpPurpose } from "../tenants/step-up";
+import { isStepUpPurpose } from "../tenants/step-up-purpose";
 
 const purpose = z.string().regex(/^[a-z0-9_.-]{1,40}$/, "lowercase letters, digits and _.- (e.g. login, registration, change_number)");
 const clientIp = z.union([z.ipv4(), z.ipv6()]);

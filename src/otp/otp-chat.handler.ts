@@ -1,4 +1,4 @@
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up-purpose";
 import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
 import { textOf } from "../conversation/router";
 import type { InboundMessage } from "../ingest/envelope";

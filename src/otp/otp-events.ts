@@ -5,6 +5,7 @@ import { EventPublisher } from "../events/publisher";
 import type { EventData, EventType } from "../events/types";
 import { maskPhone } from "../observability/logger";
 import type { PostCommit } from "./delivery";
+import { isStepUpPurpose } from "../tenants/step-up-purpose";
 
 /** Everything that happens to a verification, in the audit trail's words. */
 export type OtpEventType =
@@ -93,6 +94,8 @@ function describe(e: OtpEventInput): { data: Record<string, unknown>; audit: Aud
 /** The business event for an OTP event, or null (audit-only types; a report with nothing to describe). */
 function eventOf(e: OtpEventInput, data: Record<string, unknown>): { tenantId: string; type: EventType; data: unknown; now: Date } | null {
   if (AUDIT_ONLY.has(e.type)) return null;
+  // an admin step-up code's carrier is the step-up service's own business, not the tenant's callback's
+  if (e.purpose && isStepUpPurpose(e.purpose)) return null;
   if (e.type === "number_blocked") {
     return {
       tenantId: e.tenantId,

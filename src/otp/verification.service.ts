@@ -16,7 +16,7 @@ import type { OtpEvents } from "./otp-events";
 import type { PinService } from "../pin/pin.service";
 import type { DailyCodes } from "../limits/daily-codes";
 import { ipLimitKey } from "../shared/ip"; // one key per address (IPv4-mapped → IPv4) and per IPv6 /64
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up";
+import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up-purpose";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 

@@ -10,6 +10,7 @@ import { normalizeNumber } from "../otp/phone";
 import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
 import type { Principal } from "./api-keys";
+import { STEP_UP_PURPOSE_PREFIX } from "./step-up-purpose";
 
 /**
  * Step-up for administrators (../shared/docs/brief.md: "security-sensitive changes to the bot's account or
@@ -46,9 +47,7 @@ export const HELD_ACTIONS = [
 ] as const;
 export type HeldAction = (typeof HELD_ACTIONS)[number];
 
-/** The code's verification purpose. The ':' keeps it out of the Verify API's purpose pattern and the chat. */
-export const STEP_UP_PURPOSE_PREFIX = "step_up:";
-export const isStepUpPurpose = (purpose: string | null | undefined): boolean => !!purpose?.startsWith(STEP_UP_PURPOSE_PREFIX);
+export { STEP_UP_PURPOSE_PREFIX, isStepUpPurpose } from "./step-up-purpose";
 
 /** Fixed, whatever the tenant's settings say. */
 export const STEP_UP_CODE_LENGTH = 6;

@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { PrismaClient } from "../../db/prisma";
 import { presentVerification } from "../../otp/presenter";
-import { STEP_UP_PURPOSE_PREFIX } from "../../tenants/step-up";
+import { STEP_UP_PURPOSE_PREFIX } from "../../tenants/step-up-purpose";
 
 /**
  * The console's read models: lists and counts the admin API has no route for. Every query is scoped to one tenant

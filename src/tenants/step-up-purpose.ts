@@ -1,0 +1,7 @@
+/**
+ * The verification purpose of an admin step-up code's carrier (src/tenants/step-up.ts). The ':' keeps it out of the
+ * Verify API's purpose pattern and the chat; the OTP engine's lookups, events and the console use this to leave
+ * such rows alone. A module of its own (no imports) so the OTP code can ask without depending on the step-up service.
+ */
+export const STEP_UP_PURPOSE_PREFIX = "step_up:";
+export const isStepUpPurpose = (purpose: string | null | undefined): boolean => !!purpose?.startsWith(STEP_UP_PURPOSE_PREFIX);
