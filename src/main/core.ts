@@ -115,7 +115,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
   const keyring = Keyring.fromBase64(config.SECRETS_KEY, config.SECRETS_KEY_PREVIOUS ?? "");
   const tenants = new TenantDirectory(prisma, keyring);
-  tenants.onWabaMismatch = (t, wabaId) => logger.warn({ tenantId: t.id, configured: t.wabaId, seen: wabaId }, "webhook names another WABA id than the tenant's");
+  tenants.onWabaMismatch = (t, wabaId) => logger.warn({ tenantId: t.id, configured: t.wabaId, seen: wabaId }, "webhook names a WABA id the tenant cannot take (it has another, or it signs its own webhooks and another tenant has that one)");
   // account-level webhook updates (template statuses, tier changes): handlers are registered by their owners below
   const accountUpdates = new AccountUpdates(tenants, logger.child({ component: "account-updates" }));
   // Meta's messaging limit (docs/limits.md): tier read from the Graph API and pushed by phone_number_quality_update

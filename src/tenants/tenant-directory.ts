@@ -42,9 +42,17 @@ export class TenantDirectory {
   async noteWabaId(tenant: TenantRecord, wabaId: string): Promise<void> {
     if (tenant.wabaId === wabaId) return;
     if (tenant.wabaId === null) {
-      await this.prisma.tenant.updateMany({ where: { id: tenant.id, wabaId: null }, data: { wabaId } });
-      tenant.wabaId = wabaId;
-      return;
+      // A tenant with its own app secret signs its own webhooks, so it could name any WABA in entry.id: it learns
+      // one only while no other tenant has it (else it would receive that business's account updates). A tenant
+      // on the deployment's app is signed by Meta itself and may join a WABA it shares with other numbers.
+      const learnt = await this.prisma.$executeRaw`
+        UPDATE tenants SET waba_id = ${wabaId}, updated_at = now()
+        WHERE id = ${tenant.id}::uuid AND waba_id IS NULL
+          AND (app_secret_enc IS NULL OR NOT EXISTS (SELECT 1 FROM tenants o WHERE o.waba_id = ${wabaId} AND o.id <> ${tenant.id}::uuid))`;
+      if (learnt === 1) {
+        tenant.wabaId = wabaId;
+        return;
+      }
     }
     if (!this.mismatched.has(tenant.id)) {
       this.mismatched.add(tenant.id);

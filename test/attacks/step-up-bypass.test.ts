@@ -1,6 +1,7 @@
 import request from "supertest";
 import { listVerifications } from "../../src/web/console/queries";
 import { STEP_UP_MAX_ATTEMPTS, STEP_UP_SENDS } from "../../src/tenants/step-up";
+import { contact, envelope, messages } from "../helpers/payloads";
 import { postSigned } from "../helpers/signed";
 import { latestCode, startTestSystem, waitFor, type TestSystem } from "../helpers/system";
 
@@ -190,6 +191,55 @@ describe("4. a WABA id belongs to one tenant", () => {
     await waitFor(async () => (await statusesOf(victim.id)).includes("real_pause"));
     expect(await statusesOf(victim.id)).not.toContain("forged_pause");
     expect(await statusesOf(attacker.id)).not.toContain("forged_pause");
+  });
+});
+
+describe("4b. a WABA id is never learnt from a tenant's own signature when another tenant has it", () => {
+  const inboundNaming = (wabaId: string, phoneNumberId: string) => {
+    const body = envelope({ phoneNumberId, contacts: [contact("447911100001")], messages: [messages.text("447911100001", "hello")] });
+    body.entry[0]!.id = wabaId;
+    return body;
+  };
+  const wabaOf = async (id: string) => (await api().get(`/admin/tenants/${id}`).set(root())).body as { wabaId: string | null; phoneNumberId: string };
+
+  it("a tenant signing its own webhooks does not join a WABA another tenant has; one signed by Meta's app does", async () => {
+    const secret = "c".repeat(32);
+    await tenant({ wabaId: "880000000000021" });
+    const attacker = await tenant({ appSecret: secret });
+    const attackerNumber = (await wabaOf(attacker.id)).phoneNumberId;
+    expect((await postSigned(sys.http.url, inboundNaming("880000000000021", attackerNumber), secret)).status).toBe(200);
+    // the message is handled (the tenant's row is read and its WABA id considered) ...
+    await waitFor(async () => (await sys.core.prisma.message.count({ where: { tenantId: attacker.id, direction: "inbound" } })) > 0);
+    // ... and the other business's WABA id is not taken
+    expect((await wabaOf(attacker.id)).wabaId).toBeNull();
+
+    // the positive control: a second number of that business, on the deployment's app (signed by Meta), joins it
+    const sibling = await tenant();
+    const siblingNumber = (await wabaOf(sibling.id)).phoneNumberId;
+    expect((await postSigned(sys.http.url, inboundNaming("880000000000021", siblingNumber), sys.config.WHATSAPP_APP_SECRET)).status).toBe(200);
+    await waitFor(async () => (await wabaOf(sibling.id)).wabaId === "880000000000021");
+    // and an own-secret tenant whose WABA nobody else has still learns it
+    const loner = await tenant({ appSecret: "d".repeat(32) });
+    const lonerNumber = (await wabaOf(loner.id)).phoneNumberId;
+    expect((await postSigned(sys.http.url, inboundNaming("880000000000031", lonerNumber), "d".repeat(32))).status).toBe(200);
+    await waitFor(async () => (await wabaOf(loner.id)).wabaId === "880000000000031");
+  });
+});
+
+describe("3b. the step-up code's carrier sends no business event", () => {
+  it("a held change's code, confirmed, leaves no verification.* event for the tenant's callback; a Verify API code does", async () => {
+    const t = await tenant();
+    expect((await api().put(`/admin/tenants/${t.id}/events`).set(root()).send({ url: "https://hooks.example.invalid/verify" })).status).toBe(200);
+    const { id, code } = await holdKey(t);
+    expect((await confirm(t, id, code!)).status).toBe(201);
+    // the positive control: an ordinary code for a customer is told to the callback
+    const v = await api().post("/v1/verifications").set(t.auth()).send({ to: "+447911100002" });
+    expect(v.status).toBe(201);
+    await waitFor(async () => (await sys.core.prisma.eventDelivery.count({ where: { tenantId: t.id, type: "verification.requested" } })) > 0);
+    const events = await sys.core.prisma.eventDelivery.findMany({ where: { tenantId: t.id } });
+    expect(events.length).toBeGreaterThan(0);
+    expect(JSON.stringify(events.map((e) => e.payload))).not.toContain("step_up");
+    expect(JSON.stringify(events.map((e) => e.payload))).not.toContain(t.digits);
   });
 });
 
