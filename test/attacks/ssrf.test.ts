@@ -2,23 +2,15 @@ import dns from "node:dns";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
-import { Queue, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
 import { isDevMode } from "../../src/config/env";
-import { createPrisma, transaction, type PrismaClient } from "../../src/db/prisma";
+import { transaction, type PrismaClient } from "../../src/db/prisma";
 import { getCallback, InvalidCallbackUrlError, setCallback, validateCallbackUrl } from "../../src/events/callback";
 import { EventPublisher } from "../../src/events/publisher";
 import { callBusinessEndpoint, isNonPublicAddress, type HttpCallInput } from "../../src/flows/http-call";
-import { createLogger } from "../../src/observability/logger";
-import { createEventsWorker } from "../../src/queues/events.worker";
-import { QUEUES, type EventJob } from "../../src/queues/jobs";
-import { workerConnection } from "../../src/queues/redis";
-import { systemClock } from "../../src/shared/clock";
 import { Keyring } from "../../src/shared/crypto";
 import { recordScenario } from "../chaos/report";
-import { createTestDatabase } from "../helpers/db";
-import { testConfig } from "../helpers/env";
 import { waitFor } from "../outbound/harness";
+import { startEventsHarness, type EventsHarness } from "../events/harness";
 
 /**
  * SSRF (issue 8): a flow's `http` step must not reach loopback, private, link-local or metadata addresses. The rule
@@ -160,37 +152,19 @@ describe("flow http steps cannot reach internal addresses, even when the tenant 
  * blocked address, an open internal port and a closed one: it is no port-scan oracle.
  */
 describe("event callbacks cannot reach internal addresses, and the delivery log is no port-scan oracle", () => {
-  let db: { url: string; drop: () => Promise<void> };
+  let harness: EventsHarness;
   let prisma: PrismaClient;
   let keyring: Keyring;
-  let connection: Redis;
-  let queueConnection: Redis;
-  let queue: Queue<EventJob>;
   let publisher: EventPublisher;
-  let worker: Worker<EventJob>;
-  const logger = createLogger({ level: "silent" });
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const config = testConfig({ DATABASE_URL: db.url });
-    prisma = createPrisma(db.url, 5);
-    keyring = Keyring.fromBase64(config.SECRETS_KEY);
-    connection = workerConnection(config.REDIS_URL);
-    queueConnection = workerConnection(config.REDIS_URL);
-    queue = new Queue<EventJob>(QUEUES.events, { connection: queueConnection, prefix: config.QUEUE_PREFIX });
-    publisher = new EventPublisher(prisma, queue, logger, { maxAttempts: 1 });
+    harness = await startEventsHarness({ maxAttempts: 1, timeoutMs: 1_500, dev: false });
+    ({ prisma, keyring, publisher } = harness);
     // NODE_ENV=test: not development mode
-    expect(isDevMode(config)).toBe(false);
-    worker = createEventsWorker({ prisma, keyring, connection, logger, clock: systemClock, config: { QUEUE_PREFIX: config.QUEUE_PREFIX }, timeoutMs: 1_500, dev: isDevMode(config) });
-    await worker.waitUntilReady();
+    expect(isDevMode(harness.config)).toBe(false);
   });
   afterAll(async () => {
-    await worker.close();
-    await queue.obliterate({ force: true }).catch(() => undefined);
-    await queue.close();
-    await Promise.all([connection.quit(), queueConnection.quit()]);
-    await prisma.$disconnect();
-    await db.drop();
+    await harness.close();
   });
 
   /** a tenant whose stored callback is `url`, written past the set-time check (as a row from before the rule would be) */

@@ -1,68 +1,36 @@
 import { randomUUID } from "node:crypto";
-import { Queue, type Worker } from "bullmq";
-import type { Redis } from "ioredis";
-import type { Config } from "../../src/config/env";
-import { createPrisma, transaction, type PrismaClient } from "../../src/db/prisma";
+import { transaction, type PrismaClient } from "../../src/db/prisma";
 import { getCallback, rotateSecret, setCallback, InvalidCallbackUrlError } from "../../src/events/callback";
 import { EventPublisher } from "../../src/events/publisher";
 import { verifyEvent } from "../../src/events/signature";
 import type { EventData, EventType } from "../../src/events/types";
-import { createLogger } from "../../src/observability/logger";
-import { createEventsWorker } from "../../src/queues/events.worker";
-import { jobIds, QUEUES, type EventJob } from "../../src/queues/jobs";
-import { workerConnection } from "../../src/queues/redis";
-import { systemClock } from "../../src/shared/clock";
+import { jobIds } from "../../src/queues/jobs";
 import { Keyring } from "../../src/shared/crypto";
 import { SecretInDataError } from "../../src/shared/no-secrets";
 import { readSettings } from "../../src/tenants/settings";
-import { createTestDatabase } from "../helpers/db";
-import { testConfig } from "../helpers/env";
 import { waitFor } from "../outbound/harness";
+import { startEventsHarness, type EventsHarness } from "./harness";
 import { Receiver } from "./receiver";
 
 const MAX_ATTEMPTS = 4;
-let db: { url: string; drop: () => Promise<void> };
-let config: Config;
+let harness: EventsHarness;
 let prisma: PrismaClient;
 let keyring: Keyring;
-let connection: Redis;
-let queueConnection: Redis;
-let queue: Queue<EventJob>;
+let queue: EventsHarness["queue"];
 let publisher: EventPublisher;
-let worker: Worker<EventJob>;
 let receiver: Receiver;
-const logger = createLogger({ level: "silent" });
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  config = testConfig({ DATABASE_URL: db.url });
-  prisma = createPrisma(db.url, 5);
-  keyring = Keyring.fromBase64(config.SECRETS_KEY);
-  connection = workerConnection(config.REDIS_URL);
-  queueConnection = workerConnection(config.REDIS_URL);
-  queue = new Queue<EventJob>(QUEUES.events, { connection: queueConnection, prefix: config.QUEUE_PREFIX });
-  publisher = new EventPublisher(prisma, queue, logger, { maxAttempts: MAX_ATTEMPTS });
   receiver = new Receiver();
   await receiver.listen();
-  worker = createEventsWorker({
-    prisma, keyring, connection, logger, clock: systemClock,
-    config: { QUEUE_PREFIX: config.QUEUE_PREFIX },
-    backoff: { baseMs: 20, factor: 2, capMs: 100 },
-    timeoutMs: 1_000,
-    // the receiver is a local HTTP server: development mode, opted into explicitly (test/attacks/ssrf.test.ts holds the other modes)
-    dev: true,
-  });
-  await worker.waitUntilReady();
+  // the receiver is a local HTTP server: development mode, opted into explicitly (test/attacks/ssrf.test.ts holds the other modes)
+  harness = await startEventsHarness({ maxAttempts: MAX_ATTEMPTS, timeoutMs: 1_000, dev: true, backoff: { baseMs: 20, factor: 2, capMs: 100 } });
+  ({ prisma, keyring, queue, publisher } = harness);
 });
 
 afterAll(async () => {
-  await worker.close();
-  await queue.obliterate({ force: true }).catch(() => undefined);
-  await queue.close();
-  await Promise.all([connection.quit(), queueConnection.quit()]);
+  await harness.close();
   await receiver.close();
-  await prisma.$disconnect();
-  await db.drop();
 });
 
 let tenantSeq = 0;
