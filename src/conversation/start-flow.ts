@@ -21,7 +21,7 @@ export type StartFlowOutcome =
 export async function startFlowFor(
   deps: { prisma: PrismaClient; flows: FlowStore; flowHandler: FlowHandler; outbox: Outbox; clock: Clock },
   tenant: TenantRecord,
-  input: { phoneE164: string; flow: string; variables: Record<string, unknown> },
+  input: { phoneE164: string; flow: string; variables: Record<string, unknown>; /** who started it (audited with what the flow does) */ startedBy: string },
 ): Promise<StartFlowOutcome> {
   const live = (await deps.flows.liveDefinitions(tenant.id)).find((f) => f.name === input.flow);
   if (!live) return { kind: "flow_not_found" };
@@ -52,7 +52,7 @@ export async function startFlowFor(
       version: row.version,
     };
     const ctx = { tx, tenant, contact, isNewContact: false, message: { id: "api-start", type: "api" }, session, now };
-    const result = await deps.flowHandler.startFor(ctx, live.definition, live.version, input.variables);
+    const result = await deps.flowHandler.startFor(ctx, live.definition, live.version, input.variables, input.startedBy);
     await saveSession(prismaQueryable(tx), session, result.session ?? {});
     const outbound = await Outbox.create(tx, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now });
     return { kind: "started", flow: live.name, version: live.version, contactId: contact.id, messages: outbound.length, waiting: Boolean(result.session?.step), outbound };

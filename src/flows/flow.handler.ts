@@ -48,6 +48,8 @@ export interface ActionContext {
   flow: string;
   step: string;
   locale: string;
+  /** the API actor that started this session (POST /v1/flows/{name}/start), for the audit; absent when the customer did */
+  startedBy?: string;
 }
 export type ActionResult = { ok: true; data?: Record<string, unknown> } | { ok: false; error: string };
 export type ActionExecutor = (ctx: ActionContext, params: Record<string, string | number | boolean>) => Promise<ActionResult>;
@@ -150,11 +152,11 @@ export class FlowHandler implements MessageHandler {
   }
 
   /** Starts a flow for a contact from the API (with variables), outside any inbound message. */
-  async startFor(ctx: RouteContext, def: FlowDefinition, version: number, vars: Record<string, unknown>): Promise<RouteResult> {
+  async startFor(ctx: RouteContext, def: FlowDefinition, version: number, vars: Record<string, unknown>, startedBy: string): Promise<RouteResult> {
     const settings = readSettings(ctx.tenant.settings);
     const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
     // started by the business's backend, not by the customer: no sensitive action until the customer verifies here
-    return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes, { apiStart: true, verified: false });
+    return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes, { apiStart: true, verified: false, startedBy });
   }
 
   private context(ctx: RouteContext, locale: string, _fallback: string): EngineContext {
@@ -227,7 +229,7 @@ export class FlowHandler implements MessageHandler {
             step: s.step,
             variables: s.vars,
             expiresAt: new Date(ctx.now.getTime() + timeoutMinutes * 60_000),
-            state: { wait: s.wait, ...(sessionGuard.apiStart ? { apiStart: true, verifiedInChat: sessionGuard.verified } : {}) },
+            state: { wait: s.wait, ...(sessionGuard.apiStart ? { apiStart: true, verifiedInChat: sessionGuard.verified, startedBy: sessionGuard.startedBy } : {}) },
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
     };
@@ -289,12 +291,12 @@ export class FlowHandler implements MessageHandler {
           // a flow started from the API runs a sensitive action only after the customer verified in this chat
           await recordAudit(this.deps.prisma, {
             tenantId: ctx.tenant.id, type: "flow.action_refused", actor: `flow:${def.name}`, subject: ctx.contact.phoneE164 ?? ctx.contact.id,
-            data: { flow: def.name, step: e.step, action: e.action, reason: "api_start_unverified" }, at: ctx.now,
+            data: { flow: def.name, step: e.step, action: e.action, reason: "api_start_unverified", startedBy: guard.startedBy ?? null }, at: ctx.now,
           });
           return { type: "action", ok: false, error: "verification_required" };
         }
         const locale = ctx.contact.locale ?? readSettings(ctx.tenant.settings).flows.defaultLocale;
-        const r = await run({ tenant: ctx.tenant, contact: ctx.contact, now: ctx.now, flow: def.name, step: e.step, locale }, e.params);
+        const r = await run({ tenant: ctx.tenant, contact: ctx.contact, now: ctx.now, flow: def.name, step: e.step, locale, ...(guard.apiStart && guard.startedBy ? { startedBy: guard.startedBy } : {}) }, e.params);
         return r.ok ? { type: "action", ok: true, data: r.data } : { type: "action", ok: false, error: r.error };
       }
       case "http": {
@@ -334,10 +336,12 @@ export class FlowHandler implements MessageHandler {
 interface SessionGuard {
   apiStart: boolean;
   verified: boolean;
+  /** the API actor that started the session */
+  startedBy?: string;
 }
 
 function guardOf(state: Record<string, unknown> | null | undefined): SessionGuard {
-  return { apiStart: state?.apiStart === true, verified: state?.verifiedInChat === true };
+  return { apiStart: state?.apiStart === true, verified: state?.verifiedInChat === true, ...(typeof state?.startedBy === "string" ? { startedBy: state.startedBy } : {}) };
 }
 
 function ended(): NonNullable<RouteResult["session"]> {

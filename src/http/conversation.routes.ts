@@ -46,6 +46,7 @@ export function conversationRoutes(deps: { prisma: PrismaClient; flows: FlowStor
       phoneE164: e164(body.to),
       flow: req.params.name as string,
       variables: body.variables,
+      startedBy: p.actor,
     });
     if (outcome.kind === "flow_not_found") throw new ApiError(404, "flow_not_found", "No live flow with this name");
     if (outcome.kind === "handed_off") throw new ApiError(409, "handed_off", "A person has this conversation: release it first");

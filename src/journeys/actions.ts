@@ -1,4 +1,4 @@
-import type { ActionExecutor } from "../flows/flow.handler";
+import type { ActionContext, ActionExecutor } from "../flows/flow.handler";
 
 /**
  * The actions journeys' `action` steps run (src/flows/schema.ts ACTIONS). Each lives in its own module in this
@@ -28,4 +28,12 @@ export function sensitiveActionsOf(definition: { steps: readonly unknown[] }): s
     if (step?.type === "action" && typeof step.action === "string" && SENSITIVE_ACTIONS.has(step.action)) found.add(step.action);
   }
   return [...found];
+}
+
+/**
+ * Who an action's audit entry names. In a session the business started from the API it is that key (through the
+ * flow), never the customer: the customer did not ask for it. Otherwise `customerSide` (the customer, or the flow).
+ */
+export function actionActor(ctx: Pick<ActionContext, "flow" | "startedBy">, customerSide: string): string {
+  return ctx.startedBy ? `flow:${ctx.flow} (started by ${ctx.startedBy})` : customerSide;
 }

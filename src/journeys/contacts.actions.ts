@@ -7,7 +7,7 @@ import { OtpError } from "../otp/errors";
 import { normalizeNumber } from "../otp/phone";
 import { pinProof } from "../pin/pin.service";
 import type { BackgroundTasks } from "../shared/background";
-import type { ActionRegistry } from "./actions";
+import { actionActor, type ActionRegistry } from "./actions";
 import { activeLogins, loginsText, revokeLogins } from "./logins";
 
 /**
@@ -71,7 +71,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function createContactActions(deps: ContactActionDeps): ActionRegistry {
   const { prisma, logger } = deps;
-  const actorOf = (ctx: ActionContext) => `flow:${ctx.flow}`;
+  const actorOf = (ctx: ActionContext) => actionActor(ctx, `flow:${ctx.flow}`);
   const dispatch = async (ids: Array<string | null>) => {
     try {
       await deps.eventPublisher.dispatch(ids);
@@ -269,7 +269,7 @@ export function createContactActions(deps: ContactActionDeps): ActionRegistry {
       await recordAudit(tx, {
         tenantId: ctx.tenant.id,
         type: "contact.unauthorized_access_reported",
-        actor: `customer:${ctx.contact.id}`,
+        actor: actionActor(ctx, `customer:${ctx.contact.id}`),
         subject: ctx.contact.phoneE164 ?? ctx.contact.id,
         data: { contactId: ctx.contact.id, flow: ctx.flow, reason: extra.reason, ...(extra.canceled !== undefined ? { canceled: extra.canceled } : {}) },
         at: ctx.now,

@@ -10,7 +10,7 @@ import { isPlainAddress, maskEmail, type EmailSender } from "../providers/email/
 import type { Clock } from "../shared/clock";
 import { escapeHtml } from "../shared/html";
 import type { Keyring } from "../shared/crypto";
-import type { ActionRegistry } from "./actions";
+import { actionActor, type ActionRegistry } from "./actions";
 
 /**
  * Two-step verification, the forgotten-PIN side: the `pin_status`, `request_pin_reset` and `remove_pin` actions of
@@ -136,7 +136,7 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
       await invalidatePinResetTokens(tx, ctx.contact.id, ctx.now);
       if (!had) return false;
       await pins.remove(tx, ctx.contact.id);
-      await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.removed", actor: "customer", subject: ctx.contact.id, data: { via, flow: ctx.flow }, at: ctx.now });
+      await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.removed", actor: actionActor(ctx, "customer"), subject: ctx.contact.id, data: { via, flow: ctx.flow }, at: ctx.now });
       return true;
     });
   }
@@ -173,7 +173,7 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
     await prisma.$transaction(async (tx) => {
       // only the newest link works
       await invalidatePinResetTokens(tx, ctx.contact.id, ctx.now, row.id);
-      await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_requested", actor: "customer", subject: ctx.contact.id, data: { via: "email", flow: ctx.flow }, at: ctx.now });
+      await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_requested", actor: actionActor(ctx, "customer"), subject: ctx.contact.id, data: { via: "email", flow: ctx.flow }, at: ctx.now });
     });
     log.info({ tenantId: ctx.tenant.id, contactId: ctx.contact.id, expiresAt: expiresAt.toISOString() }, "pin reset link emailed");
     return { ok: true, data: { sent: "email", emailMasked } };
@@ -208,7 +208,7 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
       const r = await prisma.$transaction(async (tx) => {
         const req = await pins.requestReset(tx, ctx.contact.id);
         if (req?.state === "requested") {
-          await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_requested", actor: "customer", subject: ctx.contact.id, data: { via: "wait", flow: ctx.flow, availableAt: req.availableAt.toISOString() }, at: ctx.now });
+          await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_requested", actor: actionActor(ctx, "customer"), subject: ctx.contact.id, data: { via: "wait", flow: ctx.flow, availableAt: req.availableAt.toISOString() }, at: ctx.now });
         }
         return req;
       });
@@ -224,7 +224,7 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
     async cancel_pin_reset(ctx) {
       const canceled = await prisma.$transaction(async (tx) => {
         const done = await pins.cancelReset(tx, ctx.contact.id);
-        if (done) await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_canceled", actor: "customer", subject: ctx.contact.id, data: { flow: ctx.flow }, at: ctx.now });
+        if (done) await recordAudit(tx, { tenantId: ctx.tenant.id, type: "pin.reset_canceled", actor: actionActor(ctx, "customer"), subject: ctx.contact.id, data: { flow: ctx.flow }, at: ctx.now });
         return done;
       });
       if (canceled) log.info({ tenantId: ctx.tenant.id, contactId: ctx.contact.id }, "pending pin reset cancelled by the customer");
@@ -246,7 +246,7 @@ export function createPinActions(deps: PinActionsDeps): ActionRegistry {
       if (!proven) return { ok: false, error: "pin_required" };
       const res = await prisma.contactPin.updateMany({ where: { tenantId: ctx.tenant.id, contactId: ctx.contact.id }, data: { recoveryEmail: email } });
       if (res.count === 0) return { ok: false, error: "pin_not_set" };
-      await recordAudit(prisma, { tenantId: ctx.tenant.id, type: "pin.recovery_email_set", actor: `flow:${ctx.flow}`, subject: ctx.contact.id, data: {}, at: ctx.now });
+      await recordAudit(prisma, { tenantId: ctx.tenant.id, type: "pin.recovery_email_set", actor: actionActor(ctx, `flow:${ctx.flow}`), subject: ctx.contact.id, data: {}, at: ctx.now });
       return { ok: true, data: { emailMasked: maskEmail(email) } };
     },
   };

@@ -125,6 +125,7 @@ export function apiRouters(core: Core, onTenantCreated?: Parameters<typeof admin
         phoneE164,
         flow: "reverify",
         variables: reason ? { reason } : {},
+        startedBy: "business:reverify",
       });
       // the route reports flowStarted: false when this throws (no live reverify flow, or a person has the chat)
       if (outcome.kind !== "started") throw new Error(`reverify flow not started: ${outcome.kind}`);

@@ -332,6 +332,9 @@ describe("5. flows with sensitive actions", () => {
     expect((await contactOf())!.verifiedAt).toBeNull();
     await sys.sandbox.injectInbound({ from: "14155550198", text: code });
     await waitFor(async () => (await contactOf())?.verifiedAt);
+    // the audit names the key that started the flow, not the customer (who did not ask for it)
+    const entry = await sys.core.prisma.auditEvent.findFirst({ where: { tenantId: sys.tenantId, type: "contact.verified" }, orderBy: { createdAt: "desc" } });
+    expect(entry?.actor).toBe("flow:grant-v (started by admin-key)");
   });
   it("an API-started flow may ask for the customer's code in its first step (a new contact: no wait on the start's own transaction)", async () => {
     const flow = {
