@@ -51,15 +51,22 @@ export class InboundHandler {
     }
     const lock = { lockKey: contactLockKey(item.phoneNumberId, item.contactKey) };
 
+    // an implausible timestamp falls back to the receive time (it must never fail the job: later messages wait on it)
+    const sentAt = sentAtOf(item.message.timestamp, item.receivedAt);
+    /** set once a brand-new contact was committed on its own (below): the message is that contact's first */
+    let committedNew = false;
+
     const body = async (q: Queryable, tx: Tx): Promise<HandleOutcome> => {
       const now = clock.now();
-      // an implausible timestamp falls back to the receive time (it must never fail the job: later messages wait on it)
-      const sentAt = sentAtOf(item.message.timestamp, item.receivedAt);
       const claim = await claimInbound(q, tenant.id, item, sentAt, now);
       if (!claim.claimed) return { kind: "duplicate" };
       const { contact, created, session } = claim;
+      // A contact this transaction just inserted is invisible to every other connection until it commits, and a
+      // handler's effect that runs on its own (a flow's code request, a PIN, an action) would wait on that row until
+      // the statement timeout. So a new contact is committed first, on its own, and the message handled after it.
+      if (created) throw new NewContactPending();
 
-      const result = await router.route({ tx, tenant, contact, isNewContact: created, message: item.message, session, now });
+      const result = await router.route({ tx, tenant, contact, isNewContact: created || committedNew, message: item.message, session, now });
       if (result.session) await saveSession(q, session, result.session);
       if (result.redactInbound) {
         // the clear text never commits: the row was inserted in this same transaction
@@ -71,12 +78,22 @@ export class InboundHandler {
     };
 
     // Plain SQL unless a handler may need the Prisma transaction for this message (codes, "not me", custom handlers).
-    const outcome = router.usesTx(item.message)
-      ? await transaction(prisma, async (tx) => {
-          await prismaLocks(tx, lock);
-          return body(prismaQueryable(tx), tx);
-        })
-      : await this.sql.transaction((q) => body(q, NO_PRISMA_TX), lock);
+    const once = () =>
+      router.usesTx(item.message)
+        ? transaction(prisma, async (tx) => {
+            await prismaLocks(tx, lock);
+            return body(prismaQueryable(tx), tx);
+          })
+        : this.sql.transaction((q) => body(q, NO_PRISMA_TX), lock);
+    let outcome: HandleOutcome;
+    try {
+      outcome = await once();
+    } catch (err) {
+      if (!(err instanceof NewContactPending)) throw err;
+      // the first message of a new contact: the contact alone, committed (idempotent), then the message as usual
+      committedNew = await this.sql.transaction((q) => insertContact(q, tenant.id, item, sentAt), lock);
+      outcome = await once();
+    }
 
     if (outcome.kind === "handled") {
       await outbox.dispatch(outcome.outbound, { requestId: item.requestId }); // the webhook's request id, for tracing
@@ -95,6 +112,32 @@ export class InboundHandler {
     return outcome;
   }
 }
+
+/** Thrown inside the message's transaction (rolling it back) when it would have created the contact. */
+class NewContactPending extends Error {
+  constructor() {
+    super("a new contact is committed before its first message is handled");
+  }
+}
+
+/** The contact of a first message, on its own (after the contact lock); true when this call inserted it. */
+async function insertContact(q: Queryable, tenantId: string, item: InboundItem, at: Date): Promise<boolean> {
+  const waId = item.message.from ?? item.contact?.wa_id ?? null;
+  const userId = item.message.from_user_id ?? item.contact?.user_id ?? null;
+  const rows = await q.query<{ id: string }>(INSERT_CONTACT, [
+    tenantId, userId, waId, waId ? `+${waId}` : null, item.contact?.profile?.name ?? null, item.contact?.profile?.username ?? null, at, new Date(), randomUUID(),
+  ]);
+  return rows.length === 1;
+}
+
+const INSERT_CONTACT = {
+  name: "inbound_contact_insert",
+  text: `INSERT INTO contacts (id, tenant_id, wa_id, user_id, phone_e164, profile_name, username, last_inbound_at, updated_at)
+  SELECT $9::uuid, $1::uuid, $3::text, $2::text, $4::text, $5::text, $6::text, $7::timestamptz, $8::timestamptz
+   WHERE NOT EXISTS (SELECT 1 FROM contacts WHERE tenant_id = $1::uuid AND (user_id = $2::text OR wa_id = $3::text))
+  ON CONFLICT DO NOTHING
+  RETURNING id`,
+};
 
 /** What handlers get as `ctx.tx` on the plain SQL path: every handler there said it would not use it. */
 const NO_PRISMA_TX = new Proxy({} as Tx, {

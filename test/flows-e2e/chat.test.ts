@@ -143,3 +143,32 @@ it("a broken document is refused with the path of each mistake", async () => {
   const paths = (res.body.error.details as { path: string }[]).map((d) => d.path);
   expect(paths).toEqual(expect.arrayContaining(["triggers[0].keywords", "steps[0].text"]));
 });
+
+it("a brand-new contact whose first message starts a flow that asks for a code gets it at once (50 at the same time)", async () => {
+  // the contact is inserted by the message's own transaction; the code request runs on its own and must not wait on
+  // that uncommitted row (it used to wait for the 30 s statement timeout, and the job then retried for minutes)
+  const flow = {
+    name: "book-new",
+    triggers: [{ type: "keyword", keywords: ["book-new"] }],
+    steps: [
+      { id: "req", type: "otp_request", purpose: "booking", next: "check" },
+      { id: "check", type: "otp_verify", purpose: "booking", text: "Type the code", approved: "ok" },
+      { id: "ok", type: "end", text: "Booked!" },
+    ],
+  };
+  expect((await publish(flow)).status).toBe(201);
+  // one number prefix each (the per-prefix send limit is 20 per 10 minutes)
+  const customers = Array.from({ length: 50 }, (_, i) => `1415${String(2000123 + i * 10_000)}`);
+  const t0 = Date.now();
+  await Promise.all(customers.map((c) => say(c, "book-new")));
+  await waitFor(() => customers.every((c) => latestCode(sys.sandbox, c)), 20_000);
+  // generous for a loaded 2-core machine; the bug took 30 s a contact
+  expect(Date.now() - t0).toBeLessThan(15_000);
+  // each is a new contact (greeted as one would be) with exactly one code, and the flow goes on with it
+  const first = customers[0]!;
+  await say(first, latestCode(sys.sandbox, first)!);
+  expect(await waitFor(() => botTexts(first).find((t) => t === "Booked!"))).toBe("Booked!");
+  const rows = await sys.core.prisma.verification.groupBy({ by: ["to"], where: { to: { in: customers.map((c) => `+${c}`) } }, _count: true });
+  expect(rows).toHaveLength(50);
+  expect(rows.every((r) => r._count === 1)).toBe(true);
+});
