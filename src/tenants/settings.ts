@@ -162,9 +162,40 @@ export type TenantSettings = z.infer<typeof tenantSettingsSchema>;
 export type OtpSettings = z.infer<typeof otpSettingsSchema>;
 export type RetentionSettings = z.infer<typeof retentionSettingsSchema>;
 
-/** Settings as stored may be partial or from an older version: read them through the schema (defaults filled in). */
+const parsedByRecord = new WeakMap<object, TenantSettings>();
+let parsedEmpty: TenantSettings | undefined;
+
+/**
+ * Settings as stored may be partial or from an older version: read them through the schema (defaults filled in).
+ *
+ * Parsed once per tenant record: the result is memoised on the identity of the `raw` object (the `settings` of the
+ * tenant row the caller holds), and the result itself maps to itself, so `readSettings(readSettings(x))` and the
+ * many `readSettings(ctx.tenant.settings)` of one message cost one lookup. A row read again from the database is a
+ * new object and is parsed again, so a change is seen on the next read; a stored settings object is never mutated in
+ * place (writes build a new object: admin.routes.ts `mergeSettings`, events/callback.ts `updateEvents`).
+ * The result is shared and deeply frozen: read it, never change it (copy it to build a new one).
+ */
 export function readSettings(raw: unknown): TenantSettings {
-  return tenantSettingsSchema.parse(withoutUnsafeTestNumbers(raw ?? {}));
+  if (raw === null || raw === undefined) return (parsedEmpty ??= parseSettings({}));
+  if (typeof raw !== "object") return parseSettings(raw);
+  const hit = parsedByRecord.get(raw);
+  if (hit) return hit;
+  const settings = parseSettings(raw);
+  parsedByRecord.set(raw, settings);
+  parsedByRecord.set(settings, settings);
+  return settings;
+}
+
+function parseSettings(raw: unknown): TenantSettings {
+  return deepFreeze(tenantSettingsSchema.parse(withoutUnsafeTestNumbers(raw)));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /**
