@@ -9,7 +9,7 @@ import { contactLockKey, saveSession } from "./inbound-handler";
 import type { SessionState } from "./router";
 
 export type StartFlowOutcome =
-  | { kind: "started"; flow: string; version: number; contactId: string; messages: number; waiting: boolean; outbound: string[] }
+  | { kind: "started"; flow: string; version: number; contactId: string; messages: number; waiting: boolean; outbound: string[]; afterCommit?: () => Promise<void> }
   | { kind: "flow_not_found" }
   | { kind: "handed_off" };
 
@@ -55,8 +55,14 @@ export async function startFlowFor(
     const result = await deps.flowHandler.startFor(ctx, live.definition, live.version, input.variables, input.startedBy);
     await saveSession(prismaQueryable(tx), session, result.session ?? {});
     const outbound = await Outbox.create(tx, { tenantId: tenant.id, contactId: contact.id, contents: result.replies, now });
-    return { kind: "started", flow: live.name, version: live.version, contactId: contact.id, messages: outbound.length, waiting: Boolean(result.session?.step), outbound };
+    return { kind: "started", flow: live.name, version: live.version, contactId: contact.id, messages: outbound.length, waiting: Boolean(result.session?.step), outbound, afterCommit: result.afterCommit };
   });
-  if (outcome.kind === "started") await deps.outbox.dispatch(outcome.outbound);
+  if (outcome.kind === "started") {
+    await deps.outbox.dispatch(outcome.outbound);
+    // an http step reached: its call's job (src/flows/flow-call.ts)
+    await outcome.afterCommit?.();
+    const { afterCommit: _done, ...rest } = outcome;
+    return rest;
+  }
   return outcome;
 }

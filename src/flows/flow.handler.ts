@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { PrismaClient } from "../db/prisma";
 import { recordAudit } from "../audit/audit";
 import { callbackSecret } from "../events/callback";
@@ -12,11 +13,12 @@ import { normalizeNumber } from "../otp/phone";
 import type { VerificationService } from "../otp/verification.service";
 import type { PinService } from "../pin/pin.service";
 import type { Keyring } from "../shared/crypto";
-import { SecretInDataError } from "../shared/no-secrets";
+import { assertNoSecrets, SecretInDataError } from "../shared/no-secrets";
+import { contactLockKey } from "../conversation/inbound-handler";
 import { readSettings } from "../tenants/settings";
 import { step as engineStep, startState, type Effect, type EffectResult, type EngineContext, type EngineInput, type EngineOutput, type EngineState } from "./engine";
 import type { FlowStore } from "./flow-store";
-import { callBusinessEndpoint } from "./http-call";
+import { pendingCallOf, type FlowCall, type FlowCalls, type PendingCall } from "./flow-call";
 import type { FlowDefinition } from "./schema";
 import { matchTrigger } from "./triggers";
 import { SENSITIVE_ACTIONS } from "../journeys/actions";
@@ -65,6 +67,8 @@ export interface FlowHandlerDeps {
   actions?: Record<string, ActionExecutor>;
   /** development mode (config isDevMode): `http` steps may call an allow-listed loopback host over http */
   dev?: boolean;
+  /** where `http` steps go: a job each, called outside the message's transaction (src/flows/flow-call.ts) */
+  calls: Pick<FlowCalls, "enqueue">;
 }
 
 function replyIdOf(message: InboundMessage): string | null {
@@ -128,7 +132,7 @@ export class FlowHandler implements MessageHandler {
           vars: session.variables,
           wait: (session.state?.wait as EngineState["wait"]) ?? null,
         };
-        return this.drive(ctx, def, state, { kind: "message", text, replyId }, engineCtx, settings.flows.sessionTimeoutMinutes, guardOf(session.state));
+        return this.drive(ctx, def, state, { kind: "message", text, replyId }, engineCtx, settings.flows.sessionTimeoutMinutes, guardOf(session.state), pendingCallOf(session.state));
       }
       // the flow was deleted, or the contact asked for the menu: fall through to triggers
     }
@@ -159,6 +163,24 @@ export class FlowHandler implements MessageHandler {
     return this.drive(ctx, def, startState(def, version), { kind: "start", vars }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes, { apiStart: true, verified: false, startedBy });
   }
 
+  /**
+   * The answer of an `http` step's call (src/flows/flow-call.ts) as the engine's input. Null when the session no
+   * longer waits for this very call (cancelled, expired, handed off, a newer execution): the answer is dropped.
+   */
+  async resume(ctx: RouteContext, callId: string, result: Extract<EffectResult, { type: "http" }>): Promise<RouteResult | null> {
+    const session = ctx.session;
+    const pending = pendingCallOf(session.state);
+    const wait = session.state?.wait as EngineState["wait"] | undefined;
+    if (!pending || pending.id !== callId || session.step !== pending.step || wait?.kind !== "result" || wait.effect !== "http") return null;
+    if (session.handoffAt || !session.flow || session.flowVersion === null || (session.expiresAt && session.expiresAt <= ctx.now)) return null;
+    const def = await this.deps.flows.definitionAt(ctx.tenant.id, session.flow, session.flowVersion);
+    if (!def) return null;
+    const settings = readSettings(ctx.tenant.settings);
+    const locale = localeFor(ctx.contact.locale, countryOf(ctx.contact.phoneE164), settings.flows.defaultLocale);
+    const state: EngineState = { flow: session.flow, version: session.flowVersion, step: session.step, vars: session.variables, wait };
+    return this.drive(ctx, def, state, { kind: "result", result }, this.context(ctx, locale, settings.flows.defaultLocale), settings.flows.sessionTimeoutMinutes, guardOf(session.state));
+  }
+
   private context(ctx: RouteContext, locale: string, _fallback: string): EngineContext {
     const windowOpen = !!ctx.contact.lastInboundAt && ctx.now.getTime() - ctx.contact.lastInboundAt.getTime() < 24 * 3600_000;
     return {
@@ -175,11 +197,15 @@ export class FlowHandler implements MessageHandler {
   private async drive(
     ctx: RouteContext, def: FlowDefinition, state: EngineState, input: EngineInput, engineCtx: EngineContext, timeoutMinutes: number,
     sessionGuard: SessionGuard = { apiStart: false, verified: false },
+    /** the call the session waited for before this input: still awaited while the step still waits for it */
+    priorCall: PendingCall | null = null,
   ): Promise<RouteResult> {
     const replies: OutboundContent[] = [];
     let secret = false;
     let handoff = false;
     let current: FlowDefinition = def;
+    /** an http step reached: the session waits for it, its job is written after commit */
+    let call: FlowCall | null = null;
     let out: EngineOutput = engineStep(current, state, input, engineCtx);
     for (let guard = 0; guard < 50; guard++) {
       secret ||= out.secretInput;
@@ -200,7 +226,11 @@ export class FlowHandler implements MessageHandler {
         }
         else if (e.type === "handoff") handoff = true;
         else if (e.type === "start_flow") startFlow = e.flow;
-        else result = await this.execute(ctx, current, e, sessionGuard);
+        else if (e.type === "http") {
+          const r = this.prepareCall(ctx, current, e);
+          if ("error" in r) result = { type: "http", ok: false, error: r.error };
+          else call = r;
+        } else result = await this.execute(ctx, current, e, sessionGuard);
       }
       if (startFlow) {
         const next = (await this.deps.flows.liveDefinitions(ctx.tenant.id)).find((f) => f.name === startFlow);
@@ -213,6 +243,8 @@ export class FlowHandler implements MessageHandler {
       out = engineStep(current, out.state, { kind: "result", result }, engineCtx);
     }
     const s = out.state;
+    const waitsForCall = (id: string | undefined) => id !== undefined && !out.done && s.wait?.kind === "result" && s.wait.effect === "http" && s.step === id;
+    const awaited: PendingCall | null = call ? { id: call.id, step: call.step } : priorCall && waitsForCall(priorCall.step) ? priorCall : null;
     // a flow may set the conversation language: `set: {locale: "es"}`
     const chosen = s.vars.locale;
     if (typeof chosen === "string" && /^[a-z]{2,3}(_[A-Z]{2})?$/.test(chosen) && chosen !== ctx.contact.locale) {
@@ -229,9 +261,48 @@ export class FlowHandler implements MessageHandler {
             step: s.step,
             variables: s.vars,
             expiresAt: new Date(ctx.now.getTime() + timeoutMinutes * 60_000),
-            state: { wait: s.wait, ...(sessionGuard.apiStart ? { apiStart: true, verifiedInChat: sessionGuard.verified, startedBy: sessionGuard.startedBy } : {}) },
+            state: {
+              wait: s.wait,
+              ...(sessionGuard.apiStart ? { apiStart: true, verifiedInChat: sessionGuard.verified, startedBy: sessionGuard.startedBy } : {}),
+              ...(awaited ? { call: awaited } : {}),
+            },
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
+      ...(call ? { afterCommit: enqueue(this.deps.calls, call) } : {}),
+    };
+  }
+
+  /**
+   * An http step's call, to run after this transaction commits: a new Idempotency-Key for this execution. What can
+   * be refused now is (no signing secret, a variable that looks like a secret): the step takes its error branch.
+   */
+  private prepareCall(ctx: RouteContext, def: FlowDefinition, e: Extract<Effect, { type: "http" }>): FlowCall | { error: string } {
+    if (!callbackSecret(this.deps.keyring, ctx.tenant.settings)) return { error: "no_signing_secret" };
+    const contact = { id: ctx.contact.id, phone: ctx.contact.phoneE164, name: ctx.contact.profileName };
+    try {
+      // never into the job (nor to the business): a variable that looks like a secret
+      assertNoSecrets({ contact, variables: e.variables }, { what: `http step ${def.name}/${e.step}` });
+    } catch (err) {
+      if (err instanceof SecretInDataError) return { error: "secret_in_variables" };
+      throw err;
+    }
+    const stepDef = def.steps.find((st) => st.id === e.step);
+    const retries = stepDef?.type === "http" ? stepDef.retries : 0;
+    const contactKey = ctx.contact.userId ?? ctx.contact.waId ?? ctx.contact.id;
+    return {
+      id: randomUUID(),
+      tenantId: ctx.tenant.id,
+      phoneNumberId: ctx.tenant.phoneNumberId,
+      contactId: ctx.contact.id,
+      sessionId: ctx.session.id,
+      lockKey: contactLockKey(ctx.tenant.phoneNumberId, contactKey).toString(),
+      flow: def.name,
+      step: e.step,
+      url: e.url,
+      method: e.method,
+      timeoutMs: e.timeoutMs,
+      retries,
+      body: { contact, variables: e.variables },
     };
   }
 
@@ -245,7 +316,7 @@ export class FlowHandler implements MessageHandler {
     return hit ? { ...content, template: { ...t, name: hit.name, language: { code: hit.language } } } : content;
   }
 
-  private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" }>, guard: SessionGuard): Promise<EffectResult> {
+  private async execute(ctx: RouteContext, def: FlowDefinition, e: Exclude<Effect, { type: "send" | "skipped" | "handoff" | "start_flow" | "http" }>, guard: SessionGuard): Promise<EffectResult> {
     const who = { tenantId: ctx.tenant.id, actor: `flow:${def.name}:${ctx.contact.id}` };
     switch (e.type) {
       case "otp_request":
@@ -299,32 +370,6 @@ export class FlowHandler implements MessageHandler {
         const r = await run({ tenant: ctx.tenant, contact: ctx.contact, now: ctx.now, flow: def.name, step: e.step, locale, ...(guard.apiStart && guard.startedBy ? { startedBy: guard.startedBy } : {}) }, e.params);
         return r.ok ? { type: "action", ok: true, data: r.data } : { type: "action", ok: false, error: r.error };
       }
-      case "http": {
-        const settings = readSettings(ctx.tenant.settings);
-        const secret = callbackSecret(this.deps.keyring, ctx.tenant.settings);
-        if (!secret) return { type: "http", ok: false, error: "no_signing_secret" };
-        let r;
-        try {
-          r = await callBusinessEndpoint({
-            url: e.url,
-            method: e.method,
-            body: { contact: { id: ctx.contact.id, phone: ctx.contact.phoneE164, name: ctx.contact.profileName }, variables: e.variables },
-            timeoutMs: e.timeoutMs,
-            allowedHosts: settings.flows.httpAllowedHosts,
-            secret,
-            flow: def.name,
-            step: e.step,
-            tenantId: ctx.tenant.id,
-            now: ctx.now,
-            dev: this.deps.dev === true,
-          });
-        } catch (err) {
-          // a variable that looks like a secret is never sent: the step takes its error branch
-          if (err instanceof SecretInDataError) return { type: "http", ok: false, error: "secret_in_variables" };
-          throw err;
-        }
-        return r.ok ? { type: "http", ok: true, data: r.data } : { type: "http", ok: false, error: r.error };
-      }
     }
   }
 }
@@ -342,6 +387,10 @@ interface SessionGuard {
 
 function guardOf(state: Record<string, unknown> | null | undefined): SessionGuard {
   return { apiStart: state?.apiStart === true, verified: state?.verifiedInChat === true, ...(typeof state?.startedBy === "string" ? { startedBy: state.startedBy } : {}) };
+}
+
+function enqueue(calls: Pick<FlowCalls, "enqueue">, call: FlowCall): () => Promise<void> {
+  return () => calls.enqueue(call);
 }
 
 function ended(): NonNullable<RouteResult["session"]> {

@@ -21,7 +21,8 @@ export { isNonPublicAddress } from "../shared/ip";
  * - POST sends `{ flow, step, tenantId, contact, variables }`; GET sends no body. Either way the request carries
  *   `X-Wabot-Signature: t=<unix>,v2=<hex HMAC-SHA256(secret, "<t>.<METHOD>.<path?query>.<body>")>` (signRequest,
  *   checked with verifyRequest: src/events/signature.ts), so a signature covers the method and the request target
- *   too, `X-Wabot-Flow` and `X-Wabot-Step`. The URL's `{{var}}` values were percent-encoded as components by the
+ *   too, `X-Wabot-Flow`, `X-Wabot-Step` and `Idempotency-Key` (one per step execution, the same on its retries;
+ *   not part of what is signed: src/flows/flow-call.ts). The URL's `{{var}}` values were percent-encoded as components by the
  *   engine (renderUrl, src/flows/text.ts).
  * - `contact` and `variables` must not carry secrets (a PIN, a code, a password): assertNoSecrets throws
  *   SecretInDataError (a bug in the caller, not an outcome of the call).
@@ -48,6 +49,8 @@ export interface HttpCallInput {
   now: Date;
   /** development mode (NODE_ENV=development): plain http to an allow-listed loopback host is allowed */
   dev?: boolean;
+  /** sent as `Idempotency-Key`: the same on every retry of one step execution, another for the next execution */
+  idempotencyKey?: string;
 }
 
 /** True when `hostname` is allowed by one of `allowedHosts` (exact, or `*.suffix` for strict subdomains). */
@@ -89,6 +92,7 @@ export async function callBusinessEndpoint(input: HttpCallInput): Promise<HttpCa
     "X-Wabot-Flow": input.flow,
     "X-Wabot-Step": input.step,
   };
+  if (input.idempotencyKey) headers["Idempotency-Key"] = input.idempotencyKey;
   if (input.method === "POST") headers["Content-Type"] = "application/json";
 
   const timeoutMs = Math.max(1, Math.floor(input.timeoutMs));

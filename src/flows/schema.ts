@@ -162,6 +162,8 @@ export const httpStep = z.strictObject({
   /** variables sent in the signed JSON body (default: all of the session's non-secret variables) */
   body: z.array(varName).optional(),
   timeoutMs: z.number().int().min(100).max(10_000).default(5_000),
+  /** more attempts after a timeout, a network error, 429 or 5xx, with the same Idempotency-Key (0.5 s, 1 s, 2 s… apart) */
+  retries: z.number().int().min(0).max(5).default(0),
   /** the JSON response's top-level fields are saved under this prefix (e.g. "api" → {{api.status}}) */
   save: varName.optional(),
   onError: id.optional(),

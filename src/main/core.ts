@@ -20,6 +20,7 @@ import { VerificationService } from "../otp/verification.service";
 import { createCodeSenders, type CodeSenders } from "../providers";
 import { ApiKeys } from "../tenants/api-keys";
 import { FlowHandler } from "../flows/flow.handler";
+import { FlowCalls } from "../flows/flow-call";
 import { FlowStore } from "../flows/flow-store";
 import { installBuiltinFlows, loadBuiltinFlows } from "../flows/builtin";
 import { PinService } from "../pin/pin.service";
@@ -67,6 +68,8 @@ export interface Core {
     outbound: Queue<OutboundJob>;
     events: Queue<EventJob>;
     otp: Queue<OtpJob>;
+    /** flows' http steps, called outside any transaction (src/flows/flow-call.ts) */
+    flowCalls: Queue<EncryptedJob>;
   };
   mailboxes: Mailboxes;
   outbox: Outbox;
@@ -133,6 +136,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     outbound: new Queue<OutboundJob>(QUEUES.outbound, queueOpts),
     events: new Queue<EventJob>(QUEUES.events, queueOpts),
     otp: new Queue<OtpJob>(QUEUES.otp, queueOpts),
+    flowCalls: new Queue<EncryptedJob>(QUEUES.flowCalls, queueOpts),
   };
   for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
@@ -172,7 +176,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     createPinActions({ prisma, pins, keyring, clock, logger, email, config }),
     ...(opts.actions ?? []),
   );
-  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions, dev: isDevMode(config) });
+  const flowHandler = new FlowHandler({ prisma, keyring, flows, verifications, pins, logger, actions, dev: isDevMode(config), calls: new FlowCalls(queues.flowCalls, keyring) });
   // codes typed in chat first (unless a flow step waits for input), then flows, then the caller's, then a greeting
   // Meta's system notices (number changed) move the contact before anything can answer it
   const router = new Router([

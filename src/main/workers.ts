@@ -4,6 +4,9 @@ import { createOutboundWorker, type BackoffSettings } from "../queues/outbound.w
 import { createStatusWorker } from "../queues/status.worker";
 import { createEventsWorker, type EventBackoffSettings } from "../queues/events.worker";
 import { createOtpWorker } from "../queues/otp.worker";
+import { createFlowCallWorker } from "../queues/flow-call.worker";
+import { FlowCalls } from "../flows/flow-call";
+import { sqlFor } from "../db/sql";
 import { workerConnection } from "../queues/redis";
 import { hourlyPurge } from "../retention/purge";
 import { startHeartbeat, type Heartbeat } from "../observability/worker-health"; // ops: worker liveness
@@ -26,7 +29,7 @@ export async function startWorkers(
   opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number; heartbeat?: { everyMs?: number; ttlMs?: number }; shutdownGraceMs?: number } = {},
 ): Promise<RunningWorkers> {
   const { config, logger, prisma, keyring, tenants, clock } = core;
-  const connections = Array.from({ length: 5 }, () => workerConnection(config.REDIS_URL));
+  const connections = Array.from({ length: 6 }, () => workerConnection(config.REDIS_URL));
   // an outage is logged by the workers (their 'error' events); without a listener ioredis prints each retry to stderr
   for (const c of connections) c.on("error", () => undefined);
   const onMessageStatus = (messageId: string, status: string, errorCode?: number | string | null) =>
@@ -77,7 +80,20 @@ export async function startWorkers(
     businessName: config.BUSINESS_NAME,
     lockMs: config.WORKER_LOCK_MS,
   });
-  const workers: Worker[] = [inbound, outbound, statuses, events, otp];
+  // flows' http steps: the business is called here, outside any transaction (src/flows/flow-call.ts)
+  const flowCalls = createFlowCallWorker({
+    prisma, keyring, tenants, clock,
+    sql: sqlFor(prisma),
+    outbox: core.outbox,
+    flowHandler: core.flowHandler,
+    calls: new FlowCalls(core.queues.flowCalls, keyring),
+    logger: logger.child({ worker: "flow-calls" }),
+    connection: connections[5]!,
+    prefix: config.QUEUE_PREFIX,
+    dev: isDevMode(config),
+    lockMs: config.WORKER_LOCK_MS,
+  });
+  const workers: Worker[] = [inbound, outbound, statuses, events, otp, flowCalls];
   for (const w of workers) core.metrics.observeWorker(w); // ops: wabot_job_duration_seconds
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   // ops: alive while it beats (every 5 s, kept 20 s); close() removes it first

@@ -16,6 +16,8 @@ export const QUEUES = {
   events: "events",
   /** OTP delivery work: `deliver` / `timeout` with { deliveryId }, and the repeatable `expire-sweep` (no data) */
   otp: "otp",
+  /** a flow's http step, called outside any transaction (src/flows/flow-call.ts); data is an encrypted FlowCall */
+  flowCalls: "flow-calls",
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -53,9 +55,11 @@ export const jobIds = {
   event: (deliveryId: string) => `e-${deliveryId}`,
   otpDeliver: (deliveryId: string) => `d-${deliveryId}`,
   otpTimeout: (deliveryId: string) => `t-${deliveryId}`,
+  /** one job per http step execution (its Idempotency-Key) */
+  flowCall: (callId: string) => `f-${callId}`,
 };
 
-export const jobOptions: Record<QueueName, JobsOptions> = {
+export const jobOptions: Record<keyof typeof QUEUES, JobsOptions> = {
   inbound: {
     attempts: 20,
     backoff: { type: "exponential", delay: 500 },
@@ -86,6 +90,14 @@ export const jobOptions: Record<QueueName, JobsOptions> = {
     // an SMS/voice send that failed transiently: 1 s, 2 s, 4 s, 8 s; then the next channel (a code lives minutes)
     attempts: 5,
     backoff: { type: "exponential", delay: 1_000 },
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 24 * 3600 },
+  },
+  flowCalls: {
+    // the business call's own retries are the step's (in the job); these cover resuming the flow after it answered
+    // (PostgreSQL or Redis down): the answer is kept in the job, so a retried job does not call again
+    attempts: 10,
+    backoff: { type: "exponential", delay: 500 },
     removeOnComplete: true,
     removeOnFail: { age: 7 * 24 * 3600 },
   },
