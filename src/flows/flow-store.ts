@@ -1,6 +1,7 @@
 import { recordAudit } from "../audit/audit";
 import { Prisma, transaction, type PrismaClient, type Tx } from "../db/prisma";
 import { systemClock, type Clock } from "../shared/clock";
+import { TtlCache } from "../shared/ttl-cache";
 import { validateFlow, type FlowDefinition } from "./schema";
 
 /**
@@ -114,7 +115,8 @@ function revive(definition: unknown): FlowDefinition | null {
 export class FlowStore {
   private readonly prisma: PrismaClient;
   private readonly clock: Clock;
-  private readonly live = new Map<string, LiveEntry>();
+  /** tenant → its live flows, for LIVE_TTL_MS of the clock from the start of their read */
+  private readonly live: TtlCache<string, LiveEntry>;
   private readonly liveLoading = new Map<string, Promise<LiveEntry>>();
   private readonly generations = new Map<string, number>();
   /** `${flowId}:${version}` → definition; insertion order = recency (LRU-ish) */
@@ -138,6 +140,7 @@ export class FlowStore {
   constructor(deps: { prisma: PrismaClient; clock?: Clock }) {
     this.prisma = deps.prisma;
     this.clock = deps.clock ?? systemClock;
+    this.live = new TtlCache({ ttlMs: LIVE_TTL_MS, max: 10_000, clock: this.clock });
   }
 
   /**
@@ -305,13 +308,13 @@ export class FlowStore {
 
   private async liveEntry(tenantId: string): Promise<LiveEntry> {
     const cached = this.live.get(tenantId);
-    if (cached && Date.now() - cached.at < LIVE_TTL_MS) return cached;
+    if (cached) return cached;
     let loading = this.liveLoading.get(tenantId);
     if (!loading) {
       const generation = this.generation(tenantId);
       const p = this.loadLive(tenantId).then((entry) => {
         // cache only what no invalidation overtook while it loaded
-        if (this.generation(tenantId) === generation) this.live.set(tenantId, entry);
+        if (this.generation(tenantId) === generation) this.live.set(tenantId, entry, entry.at + LIVE_TTL_MS - this.clock.now().getTime());
         return entry;
       });
       loading = p.finally(() => {
@@ -327,7 +330,7 @@ export class FlowStore {
   }
 
   private async loadLive(tenantId: string): Promise<LiveEntry> {
-    const at = Date.now();
+    const at = this.clock.now().getTime();
     const rows = await this.prisma.$queryRaw<{ id: string; name: string; live_version: number; definition: unknown }[]>`
       SELECT f.id, f.name, f.live_version, v.definition
       FROM flows f JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.live_version

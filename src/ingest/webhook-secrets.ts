@@ -1,3 +1,6 @@
+import type { Clock } from "../shared/clock";
+import { TtlCache } from "../shared/ttl-cache";
+
 /**
  * Which app secret may sign webhooks for which business number. Most deployments have one Meta app
  * (WHATSAPP_APP_SECRET) for every number; a tenant whose number belongs to another app has that app's secret
@@ -36,30 +39,36 @@ export interface SecretScopes {
 }
 
 export class WebhookSecrets {
-  private cached: { at: number; scopes: SecretScopes } | null = null;
+  /** the scopes while fresh (one entry) */
+  private readonly fresh: TtlCache<"scopes", SecretScopes>;
+  /** the last good copy, served (stale) while a refresh runs or PostgreSQL is away */
+  private last: SecretScopes | null = null;
   private loading: Promise<SecretScopes> | null = null;
 
   constructor(
     private readonly deploymentSecret: string,
     private readonly load: () => Promise<TenantAppSecret[]>,
-    private readonly ttlMs = 30_000,
-  ) {}
+    opts: { ttlMs?: number; clock?: Clock } = {},
+  ) {
+    this.fresh = new TtlCache({ ttlMs: opts.ttlMs ?? 30_000, max: 1, clock: opts.clock });
+  }
 
   /** The scopes; a stale copy is served while a refresh runs, so only the first call of a process waits. */
   async scopes(): Promise<SecretScopes> {
-    const c = this.cached;
-    if (c && Date.now() - c.at < this.ttlMs) return c.scopes;
+    const hit = this.fresh.get("scopes");
+    if (hit) return hit;
     const refresh = (this.loading ??= this.fetch().finally(() => (this.loading = null)));
-    if (c) {
+    if (this.last) {
       refresh.catch(() => undefined); // keep serving the last good copy when PostgreSQL is away
-      return c.scopes;
+      return this.last;
     }
     return refresh;
   }
 
   /** after a change in this process: the next webhook waits for a fresh read (one round trip) */
   invalidate(): void {
-    this.cached = null;
+    this.fresh.clear();
+    this.last = null;
   }
 
   private async fetch(): Promise<SecretScopes> {
@@ -81,7 +90,8 @@ export class WebhookSecrets {
       bySecret.set(r.appSecret, scope);
     }
     const scopes: SecretScopes = { deployment: { secret: this.deploymentSecret, numbers: null, wabaIds: null }, tenants: [...bySecret.values()], ownNumbers };
-    this.cached = { at: Date.now(), scopes };
+    this.fresh.set("scopes", scopes);
+    this.last = scopes;
     return scopes;
   }
 }

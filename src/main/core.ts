@@ -8,6 +8,7 @@ import { createIngest, type Ingest } from "../ingest/ingest";
 import { Mailboxes } from "../ingest/mailbox";
 import { Outbox } from "../messaging/outbox";
 import { createLogger, type Logger } from "../observability/logger";
+import { outageLog } from "../observability/outage-log";
 import { createMetrics, type Metrics } from "../observability/metrics"; // ops: metrics
 import { createWorkerHealth, type WorkerHealth } from "../observability/worker-health"; // ops: worker heartbeats, queue lag
 import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob } from "../queues/jobs";
@@ -115,9 +116,12 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const clock = opts.clock ?? systemClock;
   const prisma = createPrisma(config.DATABASE_URL, Math.max(10, config.INBOUND_CONCURRENCY + config.OUTBOUND_CONCURRENCY + 4));
   const redis = producerConnection(config.REDIS_URL);
-  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  // ops: an outage is one warning (and one every 30 s), not one per reconnect attempt and queue
+  const outage = outageLog(logger);
+  redis.on("error", (err) => outage.error("redis", err));
+  redis.on("ready", () => outage.back("redis"));
   const keyring = Keyring.fromBase64(config.SECRETS_KEY, config.SECRETS_KEY_PREVIOUS ?? "");
-  const tenants = new TenantDirectory(prisma, keyring);
+  const tenants = new TenantDirectory(prisma, keyring, { clock });
   tenants.onWabaMismatch = (t, wabaId) => logger.warn({ tenantId: t.id, configured: t.wabaId, seen: wabaId }, "webhook names a WABA id the tenant cannot take (it has another, or it signs its own webhooks and another tenant has that one)");
   // account-level webhook updates (template statuses, tier changes): handlers are registered by their owners below
   const accountUpdates = new AccountUpdates(tenants, logger.child({ component: "account-updates" }));
@@ -138,23 +142,23 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     otp: new Queue<OtpJob>(QUEUES.otp, queueOpts),
     flowCalls: new Queue<EncryptedJob>(QUEUES.flowCalls, queueOpts),
   };
-  for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
+  for (const q of Object.values(queues)) q.on("error", (err) => outage.error("queue", err, { queue: q.name }));
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
   const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
   const webhookSecrets = new WebhookSecrets(config.WHATSAPP_APP_SECRET, async () => {
     // every tenant with its own secret or a WABA id: which secret may speak for which WABA depends on all of them
     const rows = await prisma.tenant.findMany({ where: { OR: [{ appSecretEnc: { not: null } }, { wabaId: { not: null } }] }, select: { phoneNumberId: true, wabaId: true, appSecretEnc: true } });
     return rows.map((r) => ({ phoneNumberId: r.phoneNumberId, wabaId: r.wabaId, appSecret: r.appSecretEnc ? keyring.decryptString("tenant-token", r.appSecretEnc) : null }));
-  });
+  }, { clock });
   const ingest = createIngest({ appSecret: config.WHATSAPP_APP_SECRET, secrets: webhookSecrets, keyring, redis, mailboxes, inboundQueue: queues.inbound, statusQueue: queues.statuses, logger });
   const limits = new Limits(redis, config.QUEUE_PREFIX);
   const background = new BackgroundTasks();
-  const apiKeys = new ApiKeys(prisma, keyring, background);
+  const apiKeys = new ApiKeys(prisma, keyring, background, clock);
   const eventPublisher = new EventPublisher(prisma, queues.events, logger, { clock });
   const senders = createCodeSenders(config, logger);
   const otpEvents = new OtpEvents();
   // template statuses (message_template_status_update) and the paid-channel budget: docs/templates.md
-  const templateHealth = new TemplateHealth(prisma, logger, undefined, background);
+  const templateHealth = new TemplateHealth(prisma, logger, undefined, background, clock);
   void background.run(() => templateHealth.reload());
   const fallbackBudget = new FallbackBudget({ redis, prefix: config.QUEUE_PREFIX, prisma, clock, logger, eventDispatch: (ids) => eventPublisher.dispatch(ids) });
   const planner = new OtpDeliveryPlanner({

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { PrismaClient } from "../db/prisma";
 import { BackgroundTasks } from "../shared/background";
+import { systemClock, type Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
+import { TtlCache } from "../shared/ttl-cache";
 
 export const SCOPES = ["verify", "admin", "read"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -29,15 +31,20 @@ const KEY_PATTERN = /^wbk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
 export const API_KEY_CACHE_MS = 1000;
 
 export class ApiKeys {
-  private lastTouched = new Map<string, number>();
+  /** keys whose lastUsedAt was written within the last minute */
+  private readonly touched: TtlCache<string, true>;
   /** prefix:HMAC(secret) → the principal of a key that authenticated, and when it was looked up */
-  private readonly recent = new Map<string, { at: number; principal: Principal }>();
+  private readonly recent: TtlCache<string, Principal>;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly keyring: Keyring,
     private readonly background = new BackgroundTasks(),
-  ) {}
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.recent = new TtlCache({ ttlMs: API_KEY_CACHE_MS, max: 10_000, clock });
+    this.touched = new TtlCache({ ttlMs: 60_000, max: 10_000, clock });
+  }
 
   async create(tenantId: string, scopes: Scope[], name = ""): Promise<{ id: string; key: string; prefix: string; scopes: Scope[]; name: string; createdAt: Date }> {
     const prefix = randomBytes(8).toString("hex");
@@ -50,7 +57,7 @@ export class ApiKeys {
 
   async revoke(id: string): Promise<boolean> {
     const res = await this.prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
-    for (const [k, v] of this.recent) if (v.principal.keyId === id) this.recent.delete(k);
+    this.recent.deleteWhere((principal) => principal.keyId === id);
     return res.count > 0;
   }
 
@@ -65,9 +72,9 @@ export class ApiKeys {
     const secret = m?.[2] ?? "";
     const cacheKey = `${prefix}:${this.keyring.hmac("api-key", secret)}`;
     const hit = m ? this.recent.get(cacheKey) : undefined;
-    if (hit && Date.now() - hit.at < API_KEY_CACHE_MS) {
-      this.touch(hit.principal.keyId!);
-      return { ...hit.principal, scopes: [...hit.principal.scopes] };
+    if (hit) {
+      this.touch(hit.keyId!);
+      return { ...hit, scopes: [...hit.scopes] };
     }
     const row = await this.prisma.apiKey.findUnique({ where: { prefix } });
     const check = this.keyring.verifyHash("api-key", row?.secretHash ?? null, secret);
@@ -83,16 +90,15 @@ export class ApiKeys {
     }
     this.touch(row.id);
     const principal: Principal = { tenantId: row.tenantId, keyId: row.id, scopes: row.scopes as Scope[], superAdmin: false, actor: `api-key:${row.id}` };
-    if (this.recent.size >= 10_000) this.recent.clear();
-    this.recent.set(cacheKey, { at: Date.now(), principal });
+    this.recent.set(cacheKey, principal);
     return { ...principal, scopes: [...principal.scopes] };
   }
 
   /** lastUsedAt, at most once a minute per key, off the request path. */
   private touch(id: string): void {
-    const now = Date.now();
-    if ((this.lastTouched.get(id) ?? 0) > now - 60_000) return;
-    this.lastTouched.set(id, now);
-    void this.background.run(() => this.prisma.apiKey.update({ where: { id }, data: { lastUsedAt: new Date(now) } }))?.catch(() => undefined);
+    if (this.touched.has(id)) return;
+    this.touched.set(id, true);
+    const now = this.clock.now();
+    void this.background.run(() => this.prisma.apiKey.update({ where: { id }, data: { lastUsedAt: now } }))?.catch(() => undefined);
   }
 }

@@ -8,6 +8,7 @@ import { EventPublisher } from "../events/publisher";
 import type { EventType } from "../events/types";
 import type { Logger } from "../observability/logger";
 import { BackgroundTasks } from "../shared/background";
+import { systemClock, type Clock } from "../shared/clock";
 import type { AccountUpdateHandler } from "./account-updates";
 import { readSettings, type Channel, type TenantSettings } from "./settings";
 import type { TenantRecord } from "./tenant-directory";
@@ -84,11 +85,12 @@ export class TemplateHealth {
     private readonly logger: Logger,
     private readonly maxAgeMs = 2_000,
     private readonly background = new BackgroundTasks(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** The unsendable status of this template for the tenant, or null (sendable or unknown). */
   blockedStatus(tenantId: string, name: string, language: string): string | null {
-    if (Date.now() - this.loadedAt > this.maxAgeMs) void this.background.run(() => this.reload());
+    if (this.clock.now().getTime() - this.loadedAt > this.maxAgeMs) void this.background.run(() => this.reload());
     return this.blocked.get(tenantId)?.get(keyOf(name, language)) ?? null;
   }
 
@@ -125,9 +127,9 @@ export class TemplateHealth {
         }
         this.blocked = next;
         for (const r of this.recent) this.apply(r.tenantId, r.name, r.language, r.status);
-        this.loadedAt = Date.now();
+        this.loadedAt = this.clock.now().getTime();
       } catch (err) {
-        this.loadedAt = Date.now(); // no retry storm: the next try after maxAgeMs
+        this.loadedAt = this.clock.now().getTime(); // no retry storm: the next try after maxAgeMs
         this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "template statuses could not be reloaded: last snapshot kept");
       } finally {
         this.recent = [];

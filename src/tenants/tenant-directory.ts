@@ -1,5 +1,7 @@
 import type { PrismaClient } from "../db/prisma";
+import type { Clock } from "../shared/clock";
 import type { Keyring } from "../shared/crypto";
+import { TtlCache } from "../shared/ttl-cache";
 import { readSettings } from "./settings";
 
 export interface TenantRecord {
@@ -16,21 +18,26 @@ export interface TenantRecord {
  * decrypts access tokens only when a call to the Cloud API needs one.
  */
 export class TenantDirectory {
-  private readonly byPhone = new Map<string, { at: number; tenant: TenantRecord | null }>();
-  private readonly tokens = new Map<string, { at: number; token: string }>();
+  private readonly byPhone: TtlCache<string, TenantRecord | null>;
+  private readonly tokens: TtlCache<string, string>;
 
   constructor(
     private readonly prisma: PrismaClient,
     private readonly keyring: Keyring,
-    private readonly ttlMs = 30_000,
-  ) {}
+    opts: { ttlMs?: number; clock?: Clock; max?: number } = {},
+  ) {
+    const ttlMs = opts.ttlMs ?? 30_000;
+    const max = opts.max ?? 10_000;
+    this.byPhone = new TtlCache({ ttlMs, max, clock: opts.clock });
+    this.tokens = new TtlCache({ ttlMs, max, clock: opts.clock });
+  }
 
   async byPhoneNumberId(phoneNumberId: string): Promise<TenantRecord | null> {
     const hit = this.byPhone.get(phoneNumberId);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.tenant;
+    if (hit !== undefined) return hit;
     const row = await this.prisma.tenant.findUnique({ where: { phoneNumberId } });
     const tenant = row ? toRecord(row) : null;
-    this.byPhone.set(phoneNumberId, { at: Date.now(), tenant });
+    this.byPhone.set(phoneNumberId, tenant);
     return tenant;
   }
 
@@ -72,10 +79,10 @@ export class TenantDirectory {
 
   async accessToken(tenantId: string): Promise<string> {
     const hit = this.tokens.get(tenantId);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.token;
+    if (hit !== undefined) return hit;
     const row = await this.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId }, select: { accessTokenEnc: true } });
     const token = this.keyring.decryptString("tenant-token", row.accessTokenEnc);
-    this.tokens.set(tenantId, { at: Date.now(), token });
+    this.tokens.set(tenantId, token);
     return token;
   }
 

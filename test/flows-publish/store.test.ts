@@ -5,6 +5,7 @@ import { createPrisma, type PrismaClient } from "../../src/db/prisma";
 import { BUILTIN_FLOWS_DIR, installBuiltinFlows, loadBuiltinFlows } from "../../src/flows/builtin";
 import { FlowStore } from "../../src/flows/flow-store";
 import { validateFlow, type FlowDefinition } from "../../src/flows/schema";
+import { ManualClock } from "../../src/shared/clock";
 import { createTestDatabase } from "../helpers/db";
 
 /** FlowStore and the built-in flows on real PostgreSQL. */
@@ -48,13 +49,17 @@ describe("FlowStore", () => {
   });
 
   it("another process's cache follows within the TTL; a deleted flow ends its sessions (definitionAt → null)", async () => {
-    const a = new FlowStore({ prisma });
-    const b = new FlowStore({ prisma });
+    const clock = new ManualClock();
+    const a = new FlowStore({ prisma, clock });
+    const b = new FlowStore({ prisma, clock });
     await a.publish(tenantId, flow({ name: "gone", steps: [{ id: "x", type: "end" }] }), "test");
     expect(await b.definitionAt(tenantId, "gone", 1)).not.toBeNull();
     expect(await a.delete(tenantId, "gone", "test")).toBe(true);
     expect(await a.definitionAt(tenantId, "gone", 1)).toBeNull();
-    await new Promise((r) => setTimeout(r, 2_100));
+    // b's live list is cached for 2 s of its clock: the other store's delete is not seen yet, then it is
+    clock.advance(1_999);
+    expect(await b.definitionAt(tenantId, "gone", 1)).not.toBeNull();
+    clock.advance(1);
     expect(await b.definitionAt(tenantId, "gone", 1)).toBeNull();
     expect((await b.liveDefinitions(tenantId)).map((f) => f.name)).not.toContain("gone");
   });
