@@ -5,6 +5,7 @@ import { EventPublisher } from "../events/publisher";
 import type { Logger } from "../observability/logger";
 import type { CloudApiClient } from "../providers/whatsapp/cloud-api.client";
 import type { Clock } from "../shared/clock";
+import { TtlCache } from "../shared/ttl-cache";
 import type { AccountUpdateHandler } from "../tenants/account-updates";
 import { readSettings } from "../tenants/settings";
 import { limitOfTier, tierFromQualityUpdate } from "./tiers";
@@ -88,11 +89,16 @@ function digits(v: unknown): string {
 }
 
 export class MessagingLimits {
-  private readonly lastCheck = new Map<string, number>();
-  private readonly refreshFailedAt = new Map<string, number>();
+  /** tenants this process checked within checkEveryMs */
+  private readonly checked: TtlCache<string, true>;
+  /** tenants whose tier could not be read within RETRY_FAILED_REFRESH_MS */
+  private readonly refreshFailed: TtlCache<string, true>;
   private running: Promise<number> | null = null;
 
-  constructor(private readonly deps: MessagingLimitsDeps) {}
+  constructor(private readonly deps: MessagingLimitsDeps) {
+    this.checked = new TtlCache({ ttlMs: deps.checkEveryMs ?? 60_000, max: 100_000, clock: deps.clock });
+    this.refreshFailed = new TtlCache({ ttlMs: RETRY_FAILED_REFRESH_MS, max: 100_000, clock: deps.clock });
+  }
 
   private key(...parts: string[]): string {
     return [this.deps.prefix, "mlimit", ...parts].join(":");
@@ -108,11 +114,11 @@ export class MessagingLimits {
     if (!row) return { ok: false, title: "no such tenant" };
     const res = await this.deps.client.getMessagingLimit(row.phoneNumberId, await this.deps.accessToken(tenantId));
     if (!res.ok) {
-      this.refreshFailedAt.set(tenantId, Date.now());
+      this.refreshFailed.set(tenantId, true);
       logger.warn({ tenantId, httpStatus: res.httpStatus, code: res.code, title: res.title, networkError: res.networkError }, "messaging-limit tier not read from the Cloud API");
       return { ok: false, httpStatus: res.httpStatus, code: res.code, title: res.title };
     }
-    this.refreshFailedAt.delete(tenantId);
+    this.refreshFailed.delete(tenantId);
     const checkedAt = clock.now();
     const changed = row.messagingLimitTier !== res.tier;
     await transaction(prisma, async (tx) => {
@@ -181,8 +187,8 @@ export class MessagingLimits {
     const tenants = await this.deps.prisma.tenant.findMany({ select: { id: true, messagingLimitTier: true, messagingLimitCheckedAt: true, settings: true } });
     const due: typeof tenants = [];
     for (const t of tenants) {
-      if (!opts.force && Date.now() - (this.lastCheck.get(t.id) ?? 0) < checkEvery) continue;
-      this.lastCheck.set(t.id, Date.now());
+      if (!opts.force && this.checked.has(t.id)) continue;
+      this.checked.set(t.id, true);
       const mine = opts.force || (await this.deps.redis.set(this.key("check", t.id), "1", "PX", checkEvery, "NX")) === "OK";
       if (mine) due.push(t);
     }
@@ -192,7 +198,7 @@ export class MessagingLimits {
       const age = t.messagingLimitCheckedAt ? this.deps.clock.now().getTime() - t.messagingLimitCheckedAt.getTime() : Infinity;
       if (age < refreshEvery || this.recentlyFailed(t.id)) continue;
       const r = await this.refresh(t.id).catch((err: Error) => {
-        this.refreshFailedAt.set(t.id, Date.now());
+        this.refreshFailed.set(t.id, true);
         this.deps.logger.warn({ tenantId: t.id, err: err.message }, "messaging-limit tier not read");
         return null;
       });
@@ -303,7 +309,7 @@ export class MessagingLimits {
   }
 
   private recentlyFailed(tenantId: string): boolean {
-    return Date.now() - (this.refreshFailedAt.get(tenantId) ?? 0) < RETRY_FAILED_REFRESH_MS;
+    return this.refreshFailed.has(tenantId);
   }
 }
 

@@ -3,6 +3,8 @@ import type { Queue, Worker, Job } from "bullmq";
 import type { Logger } from "./logger";
 import type { WorkerHealth } from "./worker-health";
 import { withTimeout } from "../shared/timeout";
+import { systemClock, type Clock } from "../shared/clock";
+import { TtlCache } from "../shared/ttl-cache";
 
 /**
  * Prometheus metrics of one process (docs/metrics.md). One Registry per process, built by core.ts and passed
@@ -69,6 +71,13 @@ export interface MetricsOptions {
   defaultLabels?: Record<string, string>;
   /** worker heartbeats and queue lag, read from Redis at scrape time (wabot_workers_alive, wabot_queue_lag_seconds) */
   workerHealth?: Pick<WorkerHealth, "read">;
+  /** the time of the read caches (default the system clock) */
+  clock?: Clock;
+}
+
+/** One value shared for `ms` (a scrape's reads, shared by the gauges that need them). */
+function sharedFor<T>(ms: number, clock: Clock): TtlCache<"value", T> {
+  return new TtlCache<"value", T>({ ttlMs: ms, max: 1, clock });
 }
 
 interface DbSnapshot {
@@ -85,6 +94,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const queueTimeoutMs = opts.queueTimeoutMs ?? 1_000;
   const dbTimeoutMs = opts.dbTimeoutMs ?? 2_000;
   const dbCacheMs = opts.dbCacheMs ?? 10_000;
+  const clock = opts.clock ?? systemClock;
   const windowHours = opts.windowHours ?? 24;
 
   const webhookRequests = new Counter({
@@ -110,9 +120,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     const queues = Object.values(opts.queues);
     type Counts = { queue: string; counts: Record<string, number> | null }[];
     // one read of Redis per scrape, shared by the gauges that need it
-    let current: { at: number; value: Promise<Counts> } | null = null;
+    const current = sharedFor<Promise<Counts>>(500, clock);
     const readCounts = (): Promise<Counts> => {
-      if (current && Date.now() - current.at < 500) return current.value;
+      const hit = current.get("value");
+      if (hit) return hit;
       const value = Promise.all(
         queues.map(async (q) => {
           try {
@@ -123,7 +134,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
           }
         }),
       );
-      current = { at: Date.now(), value };
+      current.set("value", value);
       return value;
     };
     probes.redis = async () => (await readCounts()).every((c) => c.counts !== null);
@@ -144,14 +155,15 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   if (opts.workerHealth) {
     const health = opts.workerHealth;
     // one read per scrape, shared by the gauges and the source probe (bounded by the reader's own timeout)
-    let current: { at: number; value: Promise<Awaited<ReturnType<typeof health.read>> | null> } | null = null;
+    const current = sharedFor<Promise<Awaited<ReturnType<typeof health.read>> | null>>(500, clock);
     const readHealth = () => {
-      if (current && Date.now() - current.at < 500) return current.value;
+      const hit = current.get("value");
+      if (hit) return hit;
       const value = health.read().catch((err: unknown) => {
         log.warn({ err: err instanceof Error ? err.message : String(err) }, "metrics: worker heartbeats unavailable");
         return null;
       });
-      current = { at: Date.now(), value };
+      current.set("value", value);
       return value;
     };
     const redisProbe = probes.redis;
@@ -184,7 +196,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
 
   if (opts.db) {
     const db = opts.db;
-    let cached: { at: number; value: DbSnapshot } | null = null;
+    const cached = sharedFor<DbSnapshot>(dbCacheMs, clock);
 
     const read = async (): Promise<DbSnapshot> => {
       const hours = windowHours;
@@ -232,10 +244,11 @@ export function createMetrics(opts: MetricsOptions): Metrics {
      */
     let reading: Promise<DbSnapshot> | null = null;
     const snapshot = async (): Promise<DbSnapshot | null> => {
-      if (cached && Date.now() - cached.at < dbCacheMs) return cached.value;
+      const hit = cached.get("value");
+      if (hit) return hit;
       reading ??= read()
         .then((value) => {
-          cached = { at: Date.now(), value };
+          cached.set("value", value);
           return value;
         })
         .finally(() => {
@@ -338,15 +351,17 @@ export function registerMessagingLimitGauges(
   registry: Registry,
   source: () => Promise<Array<{ tenant: string; limit: number | null; used: number }>>,
   logger: Logger,
+  clock: Clock = systemClock,
 ): void {
-  let current: { at: number; value: Promise<Array<{ tenant: string; limit: number | null; used: number }> | null> } | null = null;
+  const current = sharedFor<Promise<Array<{ tenant: string; limit: number | null; used: number }> | null>>(500, clock);
   const read = () => {
-    if (current && Date.now() - current.at < 500) return current.value;
+    const hit = current.get("value");
+    if (hit) return hit;
     const value = withTimeout(source(), 1_000, "messaging-limit values").catch((err: unknown) => {
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, "metrics: messaging-limit values unavailable");
       return null;
     });
-    current = { at: Date.now(), value };
+    current.set("value", value);
     return value;
   };
   // one gauge per figure, both read from the same (cached) rows at scrape time

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Worker } from "bullmq";
 import { createLogger } from "../../src/observability/logger";
 import { createMetrics, type MetricsDb } from "../../src/observability/metrics";
+import { ManualClock } from "../../src/shared/clock";
 import { parseProm, value } from "./prom-text";
 
 /** The collectors on their own: outages must not hang a scrape, and a scrape must not pile up queries. */
@@ -95,7 +96,8 @@ describe("worker liveness and queue lag gauges", () => {
       queues: { events: { waiting: 1, active: 0, delayed: 0, failed: 0, lagSeconds: 3.5 }, inbound: { waiting: 0, active: 0, delayed: 0, failed: 0, lagSeconds: 0 } },
       checkedAt: new Date().toISOString(),
     };
-    const metrics = createMetrics({ logger, defaultMetrics: false, workerHealth: { read: async () => (fail ? Promise.reject(new Error("timed out")) : report) } });
+    const clock = new ManualClock();
+    const metrics = createMetrics({ logger, defaultMetrics: false, clock, workerHealth: { read: async () => (fail ? Promise.reject(new Error("timed out")) : report) } });
     const up = parseProm((await metrics.render()).body);
     expect(value(up, "wabot_workers_alive")).toBe(2);
     expect(value(up, "wabot_queue_lag_seconds", { queue: "events" })).toBe(3.5);
@@ -103,7 +105,10 @@ describe("worker liveness and queue lag gauges", () => {
     expect(value(up, "wabot_metrics_source_up", { source: "redis" })).toBe(1);
 
     fail = true;
-    await new Promise((r) => setTimeout(r, 550)); // one read per scrape is shared for 500 ms
+    // one read per scrape is shared for 500 ms: a scrape within them still sees the last read
+    clock.advance(499);
+    expect(value(parseProm((await metrics.render()).body), "wabot_metrics_source_up", { source: "redis" })).toBe(1);
+    clock.advance(1);
     const down = parseProm((await metrics.render()).body);
     expect(value(down, "wabot_metrics_source_up", { source: "redis" })).toBe(0);
     // not a false "no worker alive" during a Redis outage

@@ -1,5 +1,6 @@
 import request from "supertest";
 import { buildCore } from "../../src/main/core";
+import { createWorkerHealth } from "../../src/observability/worker-health";
 import { createTestDatabase } from "../helpers/db";
 import { testConfig } from "../helpers/env";
 import { botProcessEnv, spawnBot, type BotProcess } from "../helpers/bot-process";
@@ -24,7 +25,9 @@ beforeAll(async () => {
   port = await sparePort();
   const env = botProcessEnv({ ...config, DATABASE_URL: db.url }, { GRAPH_API_BASE_URL: "http://127.0.0.1:9", WORKER_METRICS_PORT: String(port) });
   bot = spawnBot("worker", env);
+  // /metrics and /healthz are served before the workers reach Redis; the workers and their heartbeat follow
   await bot.ready(/worker metrics served/);
+  await bot.ready(/"msg":"workers started"/);
 });
 
 afterAll(async () => {
@@ -71,8 +74,8 @@ describe("a worker-only process with WORKER_METRICS_PORT", () => {
       expect(alive.workers).toEqual([expect.objectContaining({ pid: bot!.child.pid, queues: expect.arrayContaining(["inbound", "outbound", "statuses", "events", "otp"]) })]);
 
       expect((await bot!.kill("SIGTERM")).code).toBe(0);
-      await new Promise((r) => setTimeout(r, 600)); // past the reader's 500 ms cache
-      const after = await core.workerHealth.read();
+      // the core's reader shares one read for 500 ms: a reader of its own reads Redis now
+      const after = await createWorkerHealth({ redis: core.redis, prefix: config.QUEUE_PREFIX, queues: core.queues }).read();
       expect(after).toMatchObject({ status: "no_workers", alive: 0, workers: [] });
       expect(bot!.output()).toContain("shutting down");
     } finally {
