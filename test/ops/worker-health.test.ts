@@ -5,7 +5,7 @@ import { startTestSystem, waitFor, type TestSystem } from "../helpers/system";
 import { parseProm, value } from "./prom-text";
 
 /** GET /admin/workers and the wabot_workers_alive / wabot_queue_lag_seconds gauges (real PostgreSQL and Redis). */
-const QUEUE_NAMES = ["events", "inbound", "otp", "outbound", "statuses"];
+const QUEUE_NAMES = ["events", "flow-calls", "inbound", "otp", "outbound", "statuses"];
 
 const admin = (sys: TestSystem) => ({ Authorization: `Bearer ${sys.config.ADMIN_API_KEY}` });
 const scrape = async (sys: TestSystem) => {
