@@ -6,6 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { RoundTripResults } from "./round-trip-counts";
 
 export interface Stats {
   count: number;
@@ -57,8 +58,20 @@ export interface BenchResults {
   outbound: { runs: { limitPerSecond: number; achievedPerSecond: number; errorPercent: number; perSecond: number[]; messages: number; botCpuPercent: number }[]; note: string } | null;
   otp: { ratePerSecond: number; cyclesPerSecond: number; errors: number; cycleMs: Stats; createMs: Stats; checkMs: Stats; botCpuPercent: number; limits: string } | null;
   memory: { process: string; phase: string; peakRssMiB: number | null }[];
+  /** PostgreSQL and Redis round trips per operation (bench/round-trip-counts.ts); absent in runs before 2026-12-08 */
+  roundTrips?: RoundTripResults | null;
   wallSeconds: number;
 }
+
+/** Redis commands of one reply end to end (returning contact) on 2026-12-08, before issue 16's refactor: its target is "no more" */
+export const REPLY_REDIS_COMMANDS_BEFORE = 32;
+
+const ROUND_TRIP_ROWS = [
+  ["replyReturningContact", "reply to a text, returning contact"],
+  ["replyNewContact", "reply to a text, new contact"],
+  ["otpCycle", "OTP cycle"],
+  ["statusWebhook", "one status webhook (read)"],
+] as const;
 
 interface Target {
   name: string;
@@ -87,6 +100,11 @@ export function targets(r: BenchResults): Target[] {
   if (top) out.push({ name: "reply p99 at 500 msg/s", goal: "< 100 ms", value: `${fmt(top.latencyMs.p99, 1)} ms${top.unanswered ? `, ${top.unanswered} unanswered` : ""}`, met: (top.latencyMs.p99 ?? Infinity) < 100 && top.unanswered === 0 });
   for (const o of r.outbound?.runs ?? []) {
     out.push({ name: `outbound at a ${fmt(o.limitPerSecond)}/s limit`, goal: o.limitPerSecond >= 1000 ? "≥ 1,000/s, within 5%" : "within 5%", value: `${fmt(o.achievedPerSecond, 1)}/s (${o.errorPercent > 0 ? "+" : ""}${fmt(o.errorPercent, 1)}%)`, met: Math.abs(o.errorPercent) <= 5 });
+  }
+  if (r.roundTrips) {
+    const x = r.roundTrips.replyReturningContact;
+    out.push({ name: "PostgreSQL round trips per reply, end to end", goal: "≤ 5", value: String(x.pgRoundTrips), met: x.pgRoundTrips <= 5 });
+    out.push({ name: "Redis commands per reply, end to end", goal: `≤ ${REPLY_REDIS_COMMANDS_BEFORE} (before issue 16)`, value: String(x.redisCommands), met: x.redisCommands <= REPLY_REDIS_COMMANDS_BEFORE });
   }
   if (r.otp) out.push({ name: `OTP check p99 at ${r.otp.ratePerSecond} cycles/s`, goal: "< 20 ms", value: `${fmt(r.otp.checkMs.p99, 1)} ms${r.otp.errors ? `, ${r.otp.errors} errors` : ""}`, met: (r.otp.checkMs.p99 ?? Infinity) < 20 && r.otp.errors === 0 });
   // the production processes only: the ingest phase's earlier variants (Express route…) are baselines, run from tsx
@@ -129,6 +147,15 @@ export function table(r: BenchResults): string {
     row(["cycle", fmt(r.otp.cyclesPerSecond, 1), fmt(r.otp.cycleMs.p50, 1), fmt(r.otp.cycleMs.p99, 1), `${fmt(r.otp.botCpuPercent)}%`], w);
     row(["  create", "", fmt(r.otp.createMs.p50, 1), fmt(r.otp.createMs.p99, 1), ""], w);
     row(["  check", "", fmt(r.otp.checkMs.p50, 1), fmt(r.otp.checkMs.p99, 1), ""], w);
+    lines.push("");
+  }
+  if (r.roundTrips) {
+    const w = [52, 12, 9, 9, 9];
+    row(["round trips per operation (fewest of the runs)", "PostgreSQL", "Redis cmd", "Redis rt", "runs"], w);
+    for (const [k, label] of ROUND_TRIP_ROWS) {
+      const x = r.roundTrips[k];
+      row([label, fmt(x.pgRoundTrips), fmt(x.redisCommands), fmt(x.redisRoundTrips), fmt(x.runs)], w);
+    }
     lines.push("");
   }
   if (r.memory.length) {
@@ -245,6 +272,16 @@ export function markdown(r: BenchResults): string {
     l.push("| | p50 ms | p90 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: |");
     for (const [k, s] of [["cycle", o.cycleMs], ["create", o.createMs], ["check", o.checkMs]] as const) l.push(`| ${k} | ${fmt(s.p50, 1)} | ${fmt(s.p90, 1)} | ${fmt(s.p99, 1)} | ${fmt(s.max, 1)} |`);
     l.push("", `${fmt(o.cyclesPerSecond, 1)} cycles/s completed, ${o.errors} errors, bot CPU ${fmt(o.botCpuPercent)}% of one core.`, "");
+  }
+  if (r.roundTrips) {
+    l.push("### Round trips per operation (each alone on an idle bot, counted by protocol-parsing proxies; the fewest of the runs, the most in brackets)", "");
+    l.push("| operation | PostgreSQL round trips | Redis commands | Redis round trips | of which BullMQ's worker machinery (commands) |", "| --- | ---: | ---: | ---: | ---: |");
+    for (const [k, label] of ROUND_TRIP_ROWS) {
+      const x = r.roundTrips[k];
+      const bull = ["moveToActive", "moveToFinished", "bzpopmin"].reduce((n, c) => n + (x.detail.redis.byName[c] ?? 0), 0);
+      l.push(`| ${label} | ${x.pgRoundTrips} (${x.max.pgRoundTrips}) | ${x.redisCommands} (${x.max.redisCommands}) | ${x.redisRoundTrips} (${x.max.redisRoundTrips}) | ${bull} |`);
+    }
+    l.push("");
   }
   if (r.memory.length) {
     l.push("### Peak RSS (VmHWM) of each process", "", "| process | phase | MiB |", "| --- | --- | ---: |");

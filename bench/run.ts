@@ -11,13 +11,16 @@
  *               at 80/s and 1,000/s
  *  4. otp       create → template through the sandbox → status webhooks → check, at a steady rate
  *  5. memory    peak RSS (VmHWM) of every process of the phases above
+ *  6. roundtrips PostgreSQL round trips and Redis commands / round trips per reply (end to end), per OTP cycle and per
+ *               status webhook, counted by protocol-parsing proxies (bench/round-trip-counts.ts); runs first, on an
+ *               idle machine, and its counts do not depend on the machine's load (its rates do)
  *
  * Every server under test is its own process; the ingest load generator (bench/loadgen.mjs) is another. The Cloud API
  * sandbox (standing in for Meta) and the drivers of phases 2–4 run in this process. All share the machine's cores with
  * PostgreSQL and Redis. Production configuration: signatures checked, jobs encrypted and durable in Redis before the
  * 200, audit, limits and the outbound limiter on, LOG_LEVEL=warn.
  *
- * ONLY=ingest,reply,outbound,otp,memory (comma-separated) runs some phases; BENCH_SECONDS sets each measurement's
+ * ONLY=roundtrips,ingest,reply,outbound,otp,memory (comma-separated) runs some phases; BENCH_SECONDS sets each measurement's
  * length and WARM_UP_SECONDS (5) the unrecorded warm-up before the reply, outbound and OTP measurements; PROFILE=1
  * runs the bot processes with --cpu-prof (profiles in bench/results/profiles/, summarised by
  * `npx tsx bench/profile-summary.ts <file>`).
@@ -39,9 +42,10 @@ import { createSandbox } from "../src/sandbox/sandbox";
 import type { Sandbox } from "../src/sandbox/types";
 import { sparePort } from "../test/ops/own-redis";
 import { writeReport, type BenchResults, type LoadFigures, type Stats } from "./report";
+import { measureRoundTrips, roundTripLines, startCountedSystem, type RoundTripResults } from "./round-trip-counts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const ONLY = new Set((process.env.ONLY ?? "ingest,reply,outbound,otp,memory").split(",").map((s) => s.trim()));
+const ONLY = new Set((process.env.ONLY ?? "roundtrips,ingest,reply,outbound,otp,memory").split(",").map((s) => s.trim()));
 const PROFILE = process.env.PROFILE === "1";
 const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -579,6 +583,23 @@ async function benchOtp(databaseUrl: string): Promise<NonNullable<BenchResults["
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// 6. round trips per operation
+
+/** ROUND_TRIP_RUNS (5) of each operation; the bot in this process, pointed at the counting proxies (production settings) */
+async function benchRoundTrips(databaseUrl: string): Promise<RoundTripResults> {
+  const config = loadConfig({ ...botEnv(databaseUrl), PORT: "0" });
+  const sys = await startCountedSystem(config);
+  try {
+    const r = await measureRoundTrips(sys, databaseUrl, REDIS_URL, Number(process.env.ROUND_TRIP_RUNS ?? 5));
+    for (const line of roundTripLines(r)) log(line);
+    return r;
+  } finally {
+    await sys.close();
+    await dropPrefix(config.QUEUE_PREFIX);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 
 async function redisSettings(): Promise<Record<string, string>> {
   const redis = new IORedis(REDIS_URL);
@@ -629,6 +650,7 @@ async function main() {
     outbound: null,
     otp: null,
     memory: [],
+    roundTrips: null,
     wallSeconds: 0,
   };
   const phase = async <T>(name: string, f: () => Promise<T>): Promise<T | null> => {
@@ -636,6 +658,7 @@ async function main() {
     log(`${name}…`);
     return f();
   };
+  results.roundTrips = await phase("roundtrips", () => benchRoundTrips(databaseUrl));
   results.ingest = await phase("ingest", () => benchIngest(databaseUrl));
   results.reply = await phase("reply", () => benchReply(databaseUrl));
   results.outbound = await phase("outbound", () => benchOutbound(databaseUrl));
