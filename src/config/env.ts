@@ -63,6 +63,12 @@ export const envSchema = z.object({
     })
     .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * Access lines (one per HTTP request at `info`: request id, method, route pattern, status, ms) written per second
+   * before the rest of that second's requests are aggregated: one `requests aggregated` line per method, route and
+   * status with their count, p50 and max ms. Nothing is dropped. 0 aggregates every request.
+   */
+  ACCESS_LOG_MAX_PER_SECOND: int(0, 1_000_000).default(50),
   /** Redis key prefix for the queues (lets several deployments or test runs share one Redis). */
   /**
    * Prefix of every Redis key of the deployment (queues, per-contact mailboxes, limits, console sessions), so several

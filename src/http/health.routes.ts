@@ -15,7 +15,7 @@ export function healthRoutes(checks: Record<string, ReadinessCheck>, timeoutMs =
           await Promise.race([check(), new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), timeoutMs).unref())]);
           return [name, "ok"] as const;
         } catch (err) {
-          return [name, err instanceof Error ? err.message : "down"] as const;
+          return [name, err instanceof Error ? oneLine(err.message) : "down"] as const;
         }
       }),
     );
@@ -23,4 +23,10 @@ export function healthRoutes(checks: Record<string, ReadinessCheck>, timeoutMs =
     res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "unavailable", checks: Object.fromEntries(results) });
   });
   return router;
+}
+
+/** The last line of a failure, short: Prisma's messages span lines and quote our source (never shown to a caller). */
+function oneLine(message: string): string {
+  const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
+  return (lines[lines.length - 1] ?? "down").slice(0, 200);
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Express } from "express";
 import type { Ingest } from "../ingest/ingest";
+import type { AccessLog } from "../observability/access-log";
 import type { Logger } from "../observability/logger";
 import type { Metrics, WebhookOutcome } from "../observability/metrics"; // ops
 import { runWithRequestId } from "../observability/request-context";
@@ -23,6 +24,8 @@ export interface LeanWebhookDeps {
   bodyLimitBytes: number;
   logger: Logger;
   metrics?: Pick<Metrics, "webhookRequests">;
+  /** the access line of each webhook request (route `/webhook`), as the Express app writes for the others */
+  accessLog?: AccessLog;
 }
 
 type Etag = (body: Buffer, encoding?: BufferEncoding) => string | undefined;
@@ -52,6 +55,7 @@ export function leanWebhook(app: Express, deps: LeanWebhookDeps): (req: Incoming
 
     const requestId = acceptRequestId(req.headers["x-request-id"]) ?? randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
+    deps.accessLog?.track(req, res, "/webhook", requestId);
     const declared = req.headers["content-length"] === undefined ? NaN : Number(req.headers["content-length"]);
     let tooLarge = declared > limit;
     const chunks: Buffer[] = [];

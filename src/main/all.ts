@@ -2,17 +2,31 @@ import { loadConfig } from "../config/env";
 import { buildCore, ensureDefaultTenant } from "./core";
 import { startHttp } from "./http-server";
 import { configOrExit, onShutdown } from "./lifecycle";
-import { startWorkers } from "./workers";
+import { Startup, STARTUP_STEPS } from "./startup";
+import { startWorkers, type RunningWorkers } from "./workers";
 
-/** `npm start`: API and workers in one process. */
+/**
+ * `npm start`: API and workers in one process. It listens before PostgreSQL or Redis answer (`/healthz` 200,
+ * `/readyz` 503 until they do and the start-up steps are done); the default tenant is written, then the workers
+ * start, each as soon as its backing service answers (src/main/startup.ts).
+ */
 async function main(): Promise<void> {
   const config = configOrExit(() => loadConfig());
   const core = buildCore(config);
-  await ensureDefaultTenant(core);
-  const workers = await startWorkers(core);
-  const http = await startHttp(core);
+  const startup = new Startup(core.logger);
+  let workers: RunningWorkers | null = null;
+  const http = await startHttp(core, { startup });
+  core.logger.info({ url: http.url }, "API listening");
+  const closeWorkers = async () => {
+    await workers?.close();
+  };
+  onShutdown(core.logger, [http.close, closeWorkers, core.close], { deadlineMs: config.SHUTDOWN_GRACE_MS, onSignal: () => startup.stop() });
+  const tenant = await startup.step(STARTUP_STEPS.tenant, () => ensureDefaultTenant(core));
+  if (!tenant || startup.isStopped) return;
+  workers = await startWorkers(core, { waitReady: false });
+  await startup.track(STARTUP_STEPS.workers, workers.ready);
+  if (startup.isStopped) return;
   core.logger.info({ url: http.url }, "API and workers started");
-  onShutdown(core.logger, [http.close, workers.close, core.close]);
 }
 
 void main().catch((err) => {

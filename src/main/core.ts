@@ -8,6 +8,7 @@ import { createIngest, type Ingest } from "../ingest/ingest";
 import { Mailboxes } from "../ingest/mailbox";
 import { Outbox } from "../messaging/outbox";
 import { createLogger, type Logger } from "../observability/logger";
+import { outageLog } from "../observability/outage-log";
 import { createMetrics, type Metrics } from "../observability/metrics"; // ops: metrics
 import { createWorkerHealth, type WorkerHealth } from "../observability/worker-health"; // ops: worker heartbeats, queue lag
 import { QUEUES, type EncryptedJob, type EventJob, type OtpJob, type OutboundJob } from "../queues/jobs";
@@ -115,7 +116,10 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
   const clock = opts.clock ?? systemClock;
   const prisma = createPrisma(config.DATABASE_URL, Math.max(10, config.INBOUND_CONCURRENCY + config.OUTBOUND_CONCURRENCY + 4));
   const redis = producerConnection(config.REDIS_URL);
-  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  // ops: an outage is one warning (and one every 30 s), not one per reconnect attempt and queue
+  const outage = outageLog(logger);
+  redis.on("error", (err) => outage.error("redis", err));
+  redis.on("ready", () => outage.back("redis"));
   const keyring = Keyring.fromBase64(config.SECRETS_KEY, config.SECRETS_KEY_PREVIOUS ?? "");
   const tenants = new TenantDirectory(prisma, keyring, { clock });
   tenants.onWabaMismatch = (t, wabaId) => logger.warn({ tenantId: t.id, configured: t.wabaId, seen: wabaId }, "webhook names a WABA id the tenant cannot take (it has another, or it signs its own webhooks and another tenant has that one)");
@@ -138,7 +142,7 @@ export function buildCore(config: Config, opts: CoreOptions = {}): Core {
     otp: new Queue<OtpJob>(QUEUES.otp, queueOpts),
     flowCalls: new Queue<EncryptedJob>(QUEUES.flowCalls, queueOpts),
   };
-  for (const q of Object.values(queues)) q.on("error", (err) => logger.warn({ err: err.message, queue: q.name }, "queue error"));
+  for (const q of Object.values(queues)) q.on("error", (err) => outage.error("queue", err, { queue: q.name }));
   const mailboxes = new Mailboxes(redis, config.QUEUE_PREFIX, keyring);
   const outbox = new Outbox(prisma, queues.outbound, logger, config.OUTBOUND_MAX_ATTEMPTS);
   const webhookSecrets = new WebhookSecrets(config.WHATSAPP_APP_SECRET, async () => {

@@ -20,6 +20,8 @@ import { templatesRoutes } from "../http/templates.routes";
 import { consoleRoutes } from "../web/console/console.routes";
 import { installBuiltins, type Core } from "./core";
 import { isDevMode } from "../config/env";
+import { AccessLog } from "../observability/access-log";
+import { STARTUP_STEPS, type Startup } from "./startup";
 
 export interface RunningServer {
   server: Server;
@@ -37,9 +39,14 @@ export async function startHttp(
     onTenantCreated?: Parameters<typeof adminRoutes>[0]["onTenantCreated"];
     /** false: every webhook through the Express route (the benchmark's before/after); default: the lean handler */
     leanWebhook?: boolean;
+    /** the process's start-up steps (src/main/startup.ts): /readyz is 503 until they are done */
+    startup?: Pick<Startup, "notReady">;
   } = {},
 ): Promise<RunningServer> {
+  // ops: one access line per request, aggregated above ACCESS_LOG_MAX_PER_SECOND (src/observability/access-log.ts)
+  const accessLog = new AccessLog(core.logger, core.config.ACCESS_LOG_MAX_PER_SECOND);
   const app = createHttpApp({
+    accessLog,
     // ops: GET /metrics (admin key) before the APIs
     mount: [metricsRoutes({ metrics: core.metrics, adminApiKey: core.config.ADMIN_API_KEY, authFailed: authFailures(core.limits) }), ...apiRouters(core, opts.onTenantCreated), ...(opts.mount ?? [])],
     metrics: core.metrics, // ops: webhook outcome counter
@@ -50,16 +57,22 @@ export async function startHttp(
     readiness: {
       postgres: async () => {
         await core.prisma.$queryRaw`SELECT 1`;
+        // PostgreSQL answers, but the start-up has not written the default tenant yet (it retries by itself)
+        const pending = opts.startup?.notReady([STARTUP_STEPS.tenant]);
+        if (pending) throw new Error(pending);
       },
       redis: async () => {
         await core.redis.ping();
+        // Redis answers, but this process's workers are not connected yet
+        const pending = opts.startup?.notReady([STARTUP_STEPS.workers]);
+        if (pending) throw new Error(pending);
       },
     },
   });
   // POST /webhook is served by the lean handler ahead of Express (same ingest, same answers); the rest by Express
   const listener = opts.leanWebhook === false
     ? app
-    : withLeanWebhook(app, { ingest: core.ingest, bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES, logger: core.logger, metrics: core.metrics });
+    : withLeanWebhook(app, { ingest: core.ingest, bodyLimitBytes: core.config.WEBHOOK_BODY_LIMIT_BYTES, logger: core.logger, metrics: core.metrics, accessLog });
   const server = createServer(listener);
   // HOST (config): `npm run demo` defaults it to loopback; production listens on every interface unless it is set
   server.listen(opts.port ?? core.config.PORT, opts.host ?? core.config.HOST ?? "0.0.0.0");
@@ -86,6 +99,7 @@ export async function startHttp(
         server.close(() => {
           clearInterval(idle);
           clearTimeout(cut);
+          accessLog.flush();
           resolve();
         });
         server.closeIdleConnections();

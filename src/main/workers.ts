@@ -8,6 +8,9 @@ import { createFlowCallWorker } from "../queues/flow-call.worker";
 import { FlowCalls } from "../flows/flow-call";
 import { sqlFor } from "../db/sql";
 import { workerConnection } from "../queues/redis";
+import { outageLog } from "../observability/outage-log";
+import type { Logger } from "../observability/logger";
+import type { Redis } from "ioredis";
 import { hourlyPurge } from "../retention/purge";
 import { startHeartbeat, type Heartbeat } from "../observability/worker-health"; // ops: worker liveness
 import { isDevMode } from "../config/env";
@@ -17,6 +20,8 @@ export interface RunningWorkers {
   workers: Worker[];
   /** ops: this process's heartbeat in Redis (GET /admin/workers), removed by close() */
   heartbeat: Heartbeat;
+  /** resolves once every worker's connection is ready (already so when started with the default `waitReady`) */
+  ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -26,7 +31,9 @@ export interface RunningWorkers {
  */
 export async function startWorkers(
   core: Core,
-  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number; heartbeat?: { everyMs?: number; ttlMs?: number }; shutdownGraceMs?: number } = {},
+  opts: { sweepEveryMs?: number; backoff?: Partial<BackoffSettings>; eventBackoff?: Partial<EventBackoffSettings>; expireSweepEveryMs?: number; heartbeat?: { everyMs?: number; ttlMs?: number }; shutdownGraceMs?: number;
+    /** false: return at once, before Redis answers (the processes' start-up, src/main/startup.ts); await `ready` */
+    waitReady?: boolean } = {},
 ): Promise<RunningWorkers> {
   const { config, logger, prisma, keyring, tenants, clock } = core;
   const connections = Array.from({ length: 6 }, () => workerConnection(config.REDIS_URL));
@@ -95,7 +102,13 @@ export async function startWorkers(
   });
   const workers: Worker[] = [inbound, outbound, statuses, events, otp, flowCalls];
   for (const w of workers) core.metrics.observeWorker(w); // ops: wabot_job_duration_seconds
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  quietOutages(workers, connections, logger);
+  // the workers wait for Redis by themselves (their connections retry for ever); only the caller may wait for them
+  const ready = Promise.all(workers.map((w) => w.waitUntilReady())).then(() => undefined);
+  ready.catch(() => undefined); // closed before Redis answered: nothing to report
+  let everReady = false;
+  void ready.then(() => (everReady = true), () => undefined);
+  if (opts.waitReady !== false) await ready;
   // ops: alive while it beats (every 5 s, kept 20 s); close() removes it first
   const heartbeat = await startHeartbeat({ redis: core.redis, prefix: config.QUEUE_PREFIX, queues: workers.map((w) => w.name), logger: logger.child({ component: "heartbeat" }), ...opts.heartbeat });
 
@@ -121,13 +134,15 @@ export async function startWorkers(
   return {
     workers,
     heartbeat,
+    ready,
     async close() {
       await heartbeat.stop(); // ops: no longer counted alive while the jobs in flight finish
       clearInterval(sweep);
       // BullMQ's close waits for the jobs in flight, and a worker connection retries for ever: during a Redis outage
       // that wait never ends. After the grace period the connections are dropped; the jobs held run again elsewhere
       // once their locks lapse, and handling them is idempotent (docs/reliability.md).
-      const graceMs = opts.shutdownGraceMs ?? config.SHUTDOWN_GRACE_MS;
+      // workers that never reached Redis hold no job: nothing to wait for
+      const graceMs = everReady ? (opts.shutdownGraceMs ?? config.SHUTDOWN_GRACE_MS) : 0;
       let timer: NodeJS.Timeout | undefined;
       const finished = await Promise.race([
         Promise.allSettled(workers.map((w) => w.close())).then(() => true),
@@ -141,4 +156,22 @@ export async function startWorkers(
       await Promise.allSettled(connections.map((c) => (c.status === "ready" && finished ? c.quit() : Promise.resolve(c.disconnect()))));
     },
   };
+}
+
+/** What a worker reports on every reconnect attempt while Redis is unreachable or is not Redis. */
+const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|EAI_AGAIN|Connection is closed|Stream isn't writeable|Protocol error/i;
+
+/**
+ * ops: during an outage each worker reports every reconnect attempt (several a second, per worker): those become one
+ * warning per worker (and one every 30 s) and one line when its connection is back. Any other error goes to the
+ * worker's own listeners as before.
+ */
+function quietOutages(workers: Worker[], connections: Redis[], logger: Logger): void {
+  const outage = outageLog(logger);
+  workers.forEach((w, i) => {
+    const own = w.listeners("error") as ((err: Error) => void)[];
+    w.removeAllListeners("error");
+    w.on("error", (err: Error) => (CONNECTION_ERROR.test(err.message) ? outage.error(`${w.name} worker`, err) : own.forEach((l) => l(err))));
+    connections[i]?.on("ready", () => outage.back(`${w.name} worker`));
+  });
 }

@@ -75,9 +75,13 @@ export function createInboundWorker(deps: InboundWorkerDeps): Worker<EncryptedJo
    */
   function handle(item: InboundItem, jobId: string | undefined, retry: boolean) {
     return runWithRequestId(item.requestId, async () => {
+      const started = performance.now();
       const outcome = await deps.handler.handle(item, { retry });
-      if (deps.logger.isLevelEnabled("debug")) {
-        withRequestId(deps.logger, item.requestId).debug({ jobId, wamid: item.message.id, outcome: outcome.kind }, "inbound message processed");
+      // ops: one line per handled message at info, with its webhook's request id (the same as that POST's access
+      // line): the wamid and the outcome, never the number or the text
+      if (deps.logger.isLevelEnabled("info")) {
+        const ms = Math.round((performance.now() - started) * 100) / 100;
+        withRequestId(deps.logger, item.requestId).info({ jobId, wamid: item.message.id, outcome: outcome.kind, ms, ...(retry ? { retry } : {}) }, "inbound message processed");
       }
       return outcome;
     });

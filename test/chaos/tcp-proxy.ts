@@ -2,12 +2,14 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 
 /**
  * A TCP proxy the test controls, between a bot process and PostgreSQL (127.0.0.1:5432): `cut()` destroys every
- * open connection and resets new ones at once (PostgreSQL unreachable), `restore()` lets them through again. The
+ * open connection and resets new ones at once (PostgreSQL unreachable), `garbage()` accepts and answers junk (not
+ * PostgreSQL or Redis at all), `restore()` lets them through again. The
  * machine's PostgreSQL itself is never touched.
  */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private down = false;
+  private junk = false;
   /** connections reset while cut */
   refused = 0;
   /** connections destroyed by cut() */
@@ -25,6 +27,15 @@ export class TcpProxy {
       if (p.down) {
         p.refused++;
         client.resetAndDestroy();
+        return;
+      }
+      if (p.junk) {
+        // an endpoint that is not what the URL says: it accepts, then answers anything with garbage
+        p.sockets.add(client);
+        client.on("error", () => undefined);
+        client.on("close", () => p.sockets.delete(client));
+        client.write("\x00\xffgarbage, not the protocol you speak\r\n");
+        client.on("data", () => client.write("HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff"));
         return;
       }
       const upstream = connect(target.port, target.host);
@@ -64,6 +75,19 @@ export class TcpProxy {
 
   restore(): void {
     this.down = false;
+    if (this.junk) {
+      // the junk-answering connections end: the client connects again, through to the real service
+      for (const s of this.sockets) s.destroy();
+      this.sockets.clear();
+    }
+    this.junk = false;
+  }
+
+  /** New connections are accepted and answered with garbage (open ones are cut): the wrong service at the address. */
+  garbage(): void {
+    this.cut();
+    this.down = false;
+    this.junk = true;
   }
 
   async close(): Promise<void> {
