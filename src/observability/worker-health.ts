@@ -8,6 +8,7 @@ import { z } from "zod";
 import type { Logger } from "./logger";
 import { projectRoot } from "../shared/project-root";
 import { withTimeout } from "../shared/timeout";
+import { TtlCache } from "../shared/ttl-cache";
 
 /**
  * Worker liveness and queue lag, apart from /readyz (which checks PostgreSQL and Redis only, for a load balancer).
@@ -170,7 +171,7 @@ export function createWorkerHealth(opts: WorkerHealthOptions): WorkerHealth {
   const timeoutMs = opts.timeoutMs ?? 1_000;
   const cacheMs = opts.cacheMs ?? 500;
   const now = opts.now ?? Date.now;
-  let current: { at: number; value: Promise<WorkerHealthReport> } | null = null;
+  const current = new TtlCache<"report", Promise<WorkerHealthReport>>({ ttlMs: cacheMs, max: 1, clock: { now: () => new Date(now()) } });
 
   const readOnce = async (): Promise<WorkerHealthReport> => {
     const at = now();
@@ -211,11 +212,12 @@ export function createWorkerHealth(opts: WorkerHealthOptions): WorkerHealth {
 
   return {
     read() {
-      if (current && now() - current.at < cacheMs) return current.value;
+      const hit = current.get("report");
+      if (hit) return hit;
       const value = withTimeout(readOnce(), timeoutMs, "worker health read");
-      current = { at: now(), value };
+      current.set("report", value);
       value.catch(() => {
-        if (current?.value === value) current = null; // a failed read is not reused
+        if (current.get("report") === value) current.delete("report"); // a failed read is not reused
       });
       return value;
     },
