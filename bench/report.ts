@@ -63,8 +63,12 @@ export interface BenchResults {
   wallSeconds: number;
 }
 
-/** Redis commands of one reply end to end (returning contact) on 2026-12-08, before issue 16's refactor: its target is "no more" */
-export const REPLY_REDIS_COMMANDS_BEFORE = 32;
+/**
+ * Redis commands of one reply end to end (returning contact) on 2026-12-08, before issue 16's refactor (its target:
+ * "no more"), besides the workers' job fetches (BZPOPMIN wake-ups, moveToActive: their number is a race between a
+ * worker's free slots, 16 to 18 of the 31 to 34 in all)
+ */
+export const REPLY_REDIS_COMMANDS_BEFORE = 15;
 
 const ROUND_TRIP_ROWS = [
   ["replyReturningContact", "reply to a text, returning contact"],
@@ -104,7 +108,7 @@ export function targets(r: BenchResults): Target[] {
   if (r.roundTrips) {
     const x = r.roundTrips.replyReturningContact;
     out.push({ name: "PostgreSQL round trips per reply, end to end", goal: "≤ 5", value: String(x.pgRoundTrips), met: x.pgRoundTrips <= 5 });
-    out.push({ name: "Redis commands per reply, end to end", goal: `≤ ${REPLY_REDIS_COMMANDS_BEFORE} (before issue 16)`, value: String(x.redisCommands), met: x.redisCommands <= REPLY_REDIS_COMMANDS_BEFORE });
+    out.push({ name: "Redis commands per reply besides job fetches", goal: `≤ ${REPLY_REDIS_COMMANDS_BEFORE} (before issue 16)`, value: `${x.redisCommandsBesidesFetches} (${x.redisCommands} in all)`, met: x.redisCommandsBesidesFetches <= REPLY_REDIS_COMMANDS_BEFORE });
   }
   if (r.otp) out.push({ name: `OTP check p99 at ${r.otp.ratePerSecond} cycles/s`, goal: "< 20 ms", value: `${fmt(r.otp.checkMs.p99, 1)} ms${r.otp.errors ? `, ${r.otp.errors} errors` : ""}`, met: (r.otp.checkMs.p99 ?? Infinity) < 20 && r.otp.errors === 0 });
   // the production processes only: the ingest phase's earlier variants (Express route…) are baselines, run from tsx
@@ -150,11 +154,10 @@ export function table(r: BenchResults): string {
     lines.push("");
   }
   if (r.roundTrips) {
-    const w = [52, 12, 9, 9, 9];
-    row(["round trips per operation (fewest of the runs)", "PostgreSQL", "Redis cmd", "Redis rt", "runs"], w);
+    row(["round trips per operation (fewest of the runs)", "PostgreSQL", "Redis cmd", "besides fetches", "Redis rt"], [52, 12, 9, 15, 9]);
     for (const [k, label] of ROUND_TRIP_ROWS) {
       const x = r.roundTrips[k];
-      row([label, fmt(x.pgRoundTrips), fmt(x.redisCommands), fmt(x.redisRoundTrips), fmt(x.runs)], w);
+      row([label, fmt(x.pgRoundTrips), fmt(x.redisCommands), fmt(x.redisCommandsBesidesFetches), fmt(x.redisRoundTrips)], [52, 12, 9, 15, 9]);
     }
     lines.push("");
   }
@@ -275,11 +278,10 @@ export function markdown(r: BenchResults): string {
   }
   if (r.roundTrips) {
     l.push("### Round trips per operation (each alone on an idle bot, counted by protocol-parsing proxies; the fewest of the runs, the most in brackets)", "");
-    l.push("| operation | PostgreSQL round trips | Redis commands | Redis round trips | of which BullMQ's worker machinery (commands) |", "| --- | ---: | ---: | ---: | ---: |");
+    l.push("| operation | PostgreSQL round trips | Redis commands | of them besides workers' job fetches | Redis round trips |", "| --- | ---: | ---: | ---: | ---: |");
     for (const [k, label] of ROUND_TRIP_ROWS) {
       const x = r.roundTrips[k];
-      const bull = ["moveToActive", "moveToFinished", "bzpopmin"].reduce((n, c) => n + (x.detail.redis.byName[c] ?? 0), 0);
-      l.push(`| ${label} | ${x.pgRoundTrips} (${x.max.pgRoundTrips}) | ${x.redisCommands} (${x.max.redisCommands}) | ${x.redisRoundTrips} (${x.max.redisRoundTrips}) | ${bull} |`);
+      l.push(`| ${label} | ${x.pgRoundTrips} (${x.max.pgRoundTrips}) | ${x.redisCommands} (${x.max.redisCommands}) | ${x.redisCommandsBesidesFetches} (${x.max.redisCommandsBesidesFetches}) | ${x.redisRoundTrips} (${x.max.redisRoundTrips}) |`);
     }
     l.push("");
   }
