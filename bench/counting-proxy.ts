@@ -9,7 +9,8 @@ const RedisParser = require("redis-parser") as new (opts: { returnReply(r: unkno
  * asks for (issue 16, "round trips are budgeted and measured"). Bytes pass through unchanged and in order; counting
  * never delays them.
  *
- * PostgreSQL (frontend messages: a type byte and an int32 length, after the untyped startup packet):
+ * PostgreSQL (frontend messages: a type byte and an int32 length, after the untyped startup packet; the connection must
+ * be plaintext, as on loopback here: inside TLS nothing can be parsed):
  *   - a **round trip** is one request the client then waits for: a simple query (`Q`, which may hold several
  *     statements, e.g. `BEGIN; …; COMMIT`) or an extended-protocol `Sync` (`S`, closing Parse/Bind/Describe/Execute:
  *     what `pg` sends for every parameterised query). `pg` never pipelines, so each ends in its own ReadyForQuery.
