@@ -50,15 +50,21 @@ export interface FlowCall {
   result?: Extract<EffectResult, { type: "http" }>;
 }
 
-/** The session's note of the call it waits for (session.state.call). */
+/**
+ * The session's note of the call it waits for (session.state.call), with the job itself: committed with the
+ * session, so the contact's next message can write the job again if Redis refused it after the commit (the same
+ * job id: a no-op while the job exists).
+ */
 export interface PendingCall {
   id: string;
   step: string;
+  job?: FlowCall;
 }
 
 export function pendingCallOf(state: Record<string, unknown> | null | undefined): PendingCall | null {
   const c = state?.call as Partial<PendingCall> | undefined;
-  return c && typeof c.id === "string" && typeof c.step === "string" ? { id: c.id, step: c.step } : null;
+  if (!c || typeof c.id !== "string" || typeof c.step !== "string") return null;
+  return { id: c.id, step: c.step, ...(c.job && typeof c.job === "object" && c.job.id === c.id ? { job: c.job } : {}) };
 }
 
 /** The producer side: the job carries the contact's phone, name and the flow's variables, so it is encrypted. */

@@ -244,7 +244,10 @@ export class FlowHandler implements MessageHandler {
     }
     const s = out.state;
     const waitsForCall = (id: string | undefined) => id !== undefined && !out.done && s.wait?.kind === "result" && s.wait.effect === "http" && s.step === id;
-    const awaited: PendingCall | null = call ? { id: call.id, step: call.step } : priorCall && waitsForCall(priorCall.step) ? priorCall : null;
+    const awaited: PendingCall | null = call ? { id: call.id, step: call.step, job: call } : priorCall && waitsForCall(priorCall.step) ? priorCall : null;
+    // a message while the call is awaited writes its job again (a no-op while it exists): repairs a job Redis
+    // refused after the commit that reached the step
+    const job = call ?? awaited?.job ?? null;
     // a flow may set the conversation language: `set: {locale: "es"}`
     const chosen = s.vars.locale;
     if (typeof chosen === "string" && /^[a-z]{2,3}(_[A-Z]{2})?$/.test(chosen) && chosen !== ctx.contact.locale) {
@@ -268,7 +271,7 @@ export class FlowHandler implements MessageHandler {
             },
             ...(handoff ? { handoffAt: ctx.now } : {}),
           },
-      ...(call ? { afterCommit: enqueue(this.deps.calls, call) } : {}),
+      ...(job ? { afterCommit: enqueue(this.deps.calls, job) } : {}),
     };
   }
 

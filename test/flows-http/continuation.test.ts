@@ -4,6 +4,7 @@ import request from "supertest";
 import { PgSql, sqlFor } from "../../src/db/sql";
 import { setCallback } from "../../src/events/callback";
 import { verifyRequest } from "../../src/events/signature";
+import { FlowCalls } from "../../src/flows/flow-call";
 import { startTestSystem, waitFor, type TestSystem } from "../helpers/system";
 
 /**
@@ -243,3 +244,32 @@ function percentiles(values: number[]): { p50: number; p99: number; max: number 
   const sorted = [...values].sort((a, b) => a - b);
   return { p50: sorted[Math.floor(sorted.length / 2)]!, p99: sorted[Math.ceil(0.99 * sorted.length) - 1]!, max: sorted[sorted.length - 1]! };
 }
+
+it("a call whose job Redis refused after the commit is written again by the contact's next message", async () => {
+  routes.set("/late", (_req, res) => json(res, 200, { ref: "L1" }));
+  await publish({
+    name: "latebook",
+    triggers: [{ type: "keyword", keywords: ["book late"] }],
+    steps: [
+      { id: "call", type: "http", url: `${base}/late`, save: "api", next: "done", onError: "oops" },
+      { id: "done", type: "send", text: "Late booking: {{api.ref}}" },
+      { id: "oops", type: "send", text: "late booking failed: {{http_error}}" },
+    ],
+  });
+  // the enqueue after the commit fails once (what a Redis outage at that moment does)
+  const refused = jest.spyOn(FlowCalls.prototype, "enqueue").mockRejectedValueOnce(new Error("Connection is closed."));
+  const who = "14155550304";
+  await say(who, "book late");
+  await waitFor(() => refused.mock.calls.length === 1, 10_000);
+  // the message's job is retried and finds its wamid handled; the session still waits for the call
+  await waitFor(async () => Object.values(await sys.core.queues.inbound.getJobCounts("active", "waiting", "delayed")).every((n) => n === 0), 10_000);
+  const waiting = await sys.core.prisma.session.findFirstOrThrow({ where: { contact: { waId: who } } });
+  expect((waiting.state as { call?: { id: string } }).call?.id).toMatch(UUID);
+  expect(callsTo("/late")).toHaveLength(0);
+
+  await say(who, "hello?"); // quiet while the flow waits, and it writes the job again
+  await waitFor(() => botTexts(who).includes("Late booking: L1"), 10_000);
+  expect(callsTo("/late")).toHaveLength(1);
+  expect(callsTo("/late")[0]!.key).toBe((waiting.state as { call: { id: string } }).call.id);
+  refused.mockRestore();
+}, 30_000);
