@@ -6,7 +6,8 @@ import { localize, lookup, render, renderUrl } from "./text";
 /**
  * The flow engine: a pure function of (definition, state, input, context) → (new state, effects). No I/O: the
  * conversation layer (src/flows/flow.handler.ts) executes the effects, feeds back the results of those that have
- * one (a code check, an HTTP call) and saves the state in the same transaction as the message.
+ * one (a code check) and saves the state in the same transaction as the message. An HTTP call's result arrives
+ * later, as an input of its own (src/flows/flow-call.ts): the state waits for it meanwhile.
  */
 
 export interface EngineState {

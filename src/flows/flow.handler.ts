@@ -81,7 +81,9 @@ function replyIdOf(message: InboundMessage): string | null {
 /**
  * Runs the tenant's flows in the chat: continues the contact's running flow (on the version it started with),
  * or starts the flow a message triggers. The engine is pure; effects are executed here: sends become replies,
- * code requests and checks go to the OTP engine, PINs to the PIN service, HTTP steps to the business endpoint.
+ * code requests and checks go to the OTP engine, PINs to the PIN service. An HTTP step is not called here: the
+ * session waits for it and a job calls the business after the message commits (src/flows/flow-call.ts), whose
+ * answer comes back through `resume`.
  */
 export class FlowHandler implements MessageHandler {
   readonly name = "flows";
