@@ -149,6 +149,27 @@ describe("Redis lost after start", () => {
   });
 });
 
+describe("PostgreSQL stalled after start", () => {
+  it("SIGTERM exits within SHUTDOWN_GRACE_MS while a webhook and the database calls hang on a PostgreSQL that went silent", async () => {
+    const proxy = await TcpProxy.start(pgTarget(rig.dbUrl));
+    try {
+      const { bot, url } = await spawnAt("all", { DATABASE_URL: proxy.url(rig.dbUrl) }, "all-pg-stalled");
+      await bot.ready(/"msg":"API and workers started"/, 30_000);
+      proxy.stall();
+      // a webhook in flight (its ingest or its job waits on PostgreSQL), and a readiness probe that cannot finish
+      const hanging = signedWebhook(url, "447700900306", "hello into the void").catch(() => null);
+      await new Promise((r) => setTimeout(r, 500));
+      const { exit, ms } = await terminate(bot);
+      figures["PostgreSQL stalled: exit after SIGTERM (ms)"] = ms;
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(ms).toBeLessThan(GRACE_MS + 1_000);
+      await hanging;
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe("PostgreSQL unreachable at start", () => {
   it("npm start listens, readyz 503 until PostgreSQL answers, then ready and answering without a restart", async () => {
     const proxy = await TcpProxy.start(pgTarget(rig.dbUrl));

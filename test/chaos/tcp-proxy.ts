@@ -10,6 +10,7 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private down = false;
   private junk = false;
+  private stalled = false;
   /** connections reset while cut */
   refused = 0;
   /** connections destroyed by cut() */
@@ -27,6 +28,13 @@ export class TcpProxy {
       if (p.down) {
         p.refused++;
         client.resetAndDestroy();
+        return;
+      }
+      if (p.stalled) {
+        // accepted, then silence: no answer, no reset (a host that went away behind a firewall)
+        p.sockets.add(client);
+        client.on("error", () => undefined);
+        client.on("close", () => p.sockets.delete(client));
         return;
       }
       if (p.junk) {
@@ -81,6 +89,15 @@ export class TcpProxy {
       this.sockets.clear();
     }
     this.junk = false;
+  }
+
+  /** Nothing goes through any more, and nothing is reset either: open connections and new ones hang (until close()). */
+  stall(): void {
+    this.stalled = true;
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
   }
 
   /** New connections are accepted and answered with garbage (open ones are cut): the wrong service at the address. */
