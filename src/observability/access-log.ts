@@ -95,6 +95,8 @@ export class AccessLog {
 
   /** Express middleware: records every request the app answers, once its answer is finished (or cut). */
   middleware(): RequestHandler {
+    // below info (the benchmark runs at warn) the requests pay nothing for it
+    if (!this.logger.isLevelEnabled("info")) return (_req, _res, next) => next();
     return (req, res, next) => {
       const started = process.hrtime.bigint();
       let route: string | undefined;
@@ -118,6 +120,7 @@ export class AccessLog {
 
   /** For a request answered outside Express (the lean webhook): records it when its answer is finished. */
   track(req: IncomingMessage, res: ServerResponse, route: string, reqId: string): void {
+    if (!this.logger.isLevelEnabled("info")) return;
     const started = process.hrtime.bigint();
     let done = false;
     const finish = () => {
