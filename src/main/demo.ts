@@ -57,7 +57,7 @@ async function main(): Promise<void> {
       "",
     ].join("\n") + "\n",
   );
-  onShutdown(logger, [http.close, workers.close, () => sandbox.close(), core.close]);
+  onShutdown(logger, [http.close, workers.close, () => sandbox.close(), core.close], { deadlineMs: config.SHUTDOWN_GRACE_MS });
 }
 
 void main().catch((err) => {
