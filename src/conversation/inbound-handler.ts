@@ -66,7 +66,7 @@ export class InboundHandler {
       // the statement timeout. So a new contact is committed first, on its own, and the message handled after it.
       if (created) throw new NewContactPending();
 
-      const result = await router.route({ tx, tenant, contact, isNewContact: created || committedNew, message: item.message, session, now });
+      const result = await router.route({ tx, tenant, contact, isNewContact: committedNew, message: item.message, session, now });
       if (result.session) await saveSession(q, session, result.session);
       if (result.redactInbound) {
         // the clear text never commits: the row was inserted in this same transaction
@@ -139,10 +139,13 @@ const INSERT_CONTACT = {
   RETURNING id`,
 };
 
-/** What handlers get as `ctx.tx` on the plain SQL path: every handler there said it would not use it. */
-const NO_PRISMA_TX = new Proxy({} as Tx, {
+/**
+ * What handlers get as `ctx.tx` on the plain SQL path (a message no handler asked a Prisma transaction for, a flow
+ * call's answer): a handler there must not use it.
+ */
+export const NO_PRISMA_TX = new Proxy({} as Tx, {
   get(_target, prop) {
-    throw new Error(`ctx.tx.${String(prop)} used by a handler whose usesTx() returned false`);
+    throw new Error(`ctx.tx.${String(prop)} used on the plain SQL path (no Prisma transaction: usesTx() returned false)`);
   },
 });
 
@@ -217,7 +220,7 @@ const LOAD_SESSION = {
        FROM sessions WHERE contact_id = $1::uuid`,
 };
 
-interface SessionColumns {
+export interface SessionColumns {
   s_id: string | null;
   s_flow: string | null;
   s_flow_version: number | null;
@@ -229,7 +232,8 @@ interface SessionColumns {
   s_version: number | null;
 }
 
-type ClaimRow = SessionColumns & {
+/** A contact's columns as the handling statements select them. */
+export interface ContactColumns {
   id: string;
   wa_id: string | null;
   user_id: string | null;
@@ -239,10 +243,39 @@ type ClaimRow = SessionColumns & {
   last_inbound_at: Date | null;
   reverify_required_at: Date | null;
   verified_at: Date | null;
-  created: boolean;
-  claimed: boolean;
-  locked_since_verified: boolean;
-};
+  locked_since_verified?: boolean;
+}
+
+export function contactOfRow(row: ContactColumns): ContactRow {
+  return {
+    id: row.id,
+    waId: row.wa_id,
+    userId: row.user_id,
+    phoneE164: row.phone_e164,
+    profileName: row.profile_name,
+    locale: row.locale,
+    reverifyRequiredAt: row.reverify_required_at,
+    verifiedAt: row.verified_at,
+    lastInboundAt: row.last_inbound_at,
+    ...(row.locked_since_verified !== undefined ? { lockedSinceVerified: row.locked_since_verified } : {}),
+  };
+}
+
+export function sessionOfRow(s: SessionColumns & { s_id: string }): SessionState {
+  return {
+    id: s.s_id,
+    flow: s.s_flow,
+    flowVersion: s.s_flow_version,
+    step: s.s_step,
+    variables: (s.s_variables ?? {}) as Record<string, unknown>,
+    state: (s.s_state ?? {}) as Record<string, unknown>,
+    expiresAt: s.s_expires_at,
+    handoffAt: s.s_handoff_at,
+    version: s.s_version ?? 0,
+  };
+}
+
+type ClaimRow = SessionColumns & ContactColumns & { created: boolean; claimed: boolean; locked_since_verified: boolean };
 
 type Claim = { claimed: false } | { claimed: true; contact: ContactRow; created: boolean; session: SessionState };
 
@@ -276,33 +309,7 @@ async function claimInbound(q: Queryable, tenantId: string, item: InboundItem, a
     if (!again) throw new Error("session could not be created");
     s = again;
   }
-  return {
-    claimed: true,
-    created: row.created,
-    contact: {
-      id: row.id,
-      waId: row.wa_id,
-      userId: row.user_id,
-      phoneE164: row.phone_e164,
-      profileName: row.profile_name,
-      locale: row.locale,
-      reverifyRequiredAt: row.reverify_required_at,
-      verifiedAt: row.verified_at,
-      lastInboundAt: row.last_inbound_at,
-      lockedSinceVerified: row.locked_since_verified,
-    },
-    session: {
-      id: s.s_id!,
-      flow: s.s_flow,
-      flowVersion: s.s_flow_version,
-      step: s.s_step,
-      variables: (s.s_variables ?? {}) as Record<string, unknown>,
-      state: (s.s_state ?? {}) as Record<string, unknown>,
-      expiresAt: s.s_expires_at,
-      handoffAt: s.s_handoff_at,
-      version: s.s_version ?? 0,
-    },
-  };
+  return { claimed: true, created: row.created, contact: contactOfRow(row), session: sessionOfRow({ ...s, s_id: s.s_id! }) };
 }
 
 /** Optimistic lock: the update applies only if nobody saved the session since it was read. */

@@ -1,9 +1,7 @@
 import type { Queue } from "bullmq";
-import type { PrismaClient, Tx } from "../db/prisma";
+import type { PrismaClient } from "../db/prisma";
 import type { Queryable, Sql } from "../db/sql";
-import { saveSession } from "../conversation/inbound-handler";
-import type { ContactRow } from "../conversation/contacts";
-import type { SessionState } from "../conversation/router";
+import { contactOfRow, NO_PRISMA_TX, saveSession, sessionOfRow, type ContactColumns, type SessionColumns } from "../conversation/inbound-handler";
 import { callbackSecret } from "../events/callback";
 import { Outbox } from "../messaging/outbox";
 import type { Logger } from "../observability/logger";
@@ -12,7 +10,7 @@ import type { Keyring } from "../shared/crypto";
 import { SecretInDataError } from "../shared/no-secrets";
 import { readSettings } from "../tenants/settings";
 import type { TenantDirectory } from "../tenants/tenant-directory";
-import { QUEUES, jobIds, jobOptions, type EncryptedJob } from "../queues/jobs";
+import { jobIds, jobOptions, type EncryptedJob } from "../queues/jobs";
 import type { EffectResult } from "./engine";
 import type { FlowHandler } from "./flow.handler";
 import { callBusinessEndpoint, type HttpCallResult } from "./http-call";
@@ -155,13 +153,6 @@ export async function performCall(deps: FlowCallDeps, call: FlowCall): Promise<E
   return r.ok ? { type: "http", ok: true, data: r.data } : { type: "http", ok: false, error: r.error };
 }
 
-/** What handlers get as `ctx.tx` here: the flow handler never uses it. */
-const NO_PRISMA_TX = new Proxy({} as Tx, {
-  get(_target, prop) {
-    throw new Error(`ctx.tx.${String(prop)} used while resuming a flow call`);
-  },
-});
-
 const LOAD = {
   name: "flow_call_load",
   text: `SELECT c.id::text AS id, c.wa_id, c.user_id, c.phone_e164, c.profile_name, c.locale, c.last_inbound_at, c.reverify_required_at, c.verified_at,
@@ -171,26 +162,7 @@ const LOAD = {
  WHERE s.id = $1::uuid AND s.tenant_id = $2::uuid AND c.id = $3::uuid`,
 };
 
-interface LoadRow {
-  id: string;
-  wa_id: string | null;
-  user_id: string | null;
-  phone_e164: string | null;
-  profile_name: string | null;
-  locale: string | null;
-  last_inbound_at: Date | null;
-  reverify_required_at: Date | null;
-  verified_at: Date | null;
-  s_id: string;
-  s_flow: string | null;
-  s_flow_version: number | null;
-  s_step: string | null;
-  s_variables: unknown;
-  s_state: unknown;
-  s_expires_at: Date | null;
-  s_handoff_at: Date | null;
-  s_version: number;
-}
+type LoadRow = ContactColumns & SessionColumns & { s_id: string };
 
 /**
  * The call's answer as the engine's input, like a message of the contact: under its advisory lock, in one
@@ -205,15 +177,8 @@ export async function resumeFlowCall(deps: FlowCallDeps, call: FlowCall, result:
       const now = deps.clock.now();
       const [row] = await q.query<LoadRow>(LOAD, [call.sessionId, call.tenantId, call.contactId]);
       if (!row) return null;
-      const contact: ContactRow = {
-        id: row.id, waId: row.wa_id, userId: row.user_id, phoneE164: row.phone_e164, profileName: row.profile_name, locale: row.locale,
-        lastInboundAt: row.last_inbound_at, reverifyRequiredAt: row.reverify_required_at, verifiedAt: row.verified_at,
-      };
-      const session: SessionState = {
-        id: row.s_id, flow: row.s_flow, flowVersion: row.s_flow_version, step: row.s_step,
-        variables: (row.s_variables ?? {}) as Record<string, unknown>, state: (row.s_state ?? {}) as Record<string, unknown>,
-        expiresAt: row.s_expires_at, handoffAt: row.s_handoff_at, version: row.s_version,
-      };
+      const contact = contactOfRow(row);
+      const session = sessionOfRow(row);
       const ctx = { tx: NO_PRISMA_TX, tenant, contact, isNewContact: false, message: { id: `flow-call-${call.id}`, type: "flow_call_result" }, session, now };
       const routed = await deps.flowHandler.resume(ctx, call.id, result);
       if (!routed) return null;

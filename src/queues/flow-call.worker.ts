@@ -1,7 +1,6 @@
 import { Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import { performCall, resumeFlowCall, stillWaiting, type FlowCallDeps, type FlowCalls } from "../flows/flow-call";
-import type { Logger } from "../observability/logger";
 import { QUEUES, type EncryptedJob } from "./jobs";
 import { workerLockOptions } from "./locks";
 
