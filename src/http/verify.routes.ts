@@ -7,8 +7,6 @@ import { CHANNELS } from "../tenants/settings";
 import { requireScope } from "./auth";
 import { parseInput } from "./validate";
 import { withIdempotency } from "./idempotency";
-import { ApiError } from "./errors";
-import { isStepUpPurpose } from "../tenants/step-up-purpose";
 
 const purpose = z.string().regex(/^[a-z0-9_.-]{1,40}$/, "lowercase letters, digits and _.- (e.g. login, registration, change_number)");
 const clientIp = z.union([z.ipv4(), z.ipv6()]);
@@ -68,8 +66,6 @@ export function verifyRoutes(deps: { verifications: VerificationService; prisma:
   router.get("/verifications/:id", async (req, res) => {
     const p = req.principal!;
     const v = await deps.verifications.get({ tenantId: p.tenantId, actor: p.actor }, req.params.id);
-    // admin step-up codes are not the Verify API's to see
-    if (isStepUpPurpose(v.purpose)) throw new ApiError(404, "verification_not_found", "No such verification");
     res.status(200).json(presentVerification(v));
   });
 

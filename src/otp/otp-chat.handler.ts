@@ -1,4 +1,4 @@
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up-purpose";
+import { NOT_STEP_UP } from "../tenants/step-up-purpose";
 import type { MessageHandler, RouteContext, RouteResult } from "../conversation/router";
 import { textOf } from "../conversation/router";
 import type { InboundMessage } from "../ingest/envelope";
@@ -110,7 +110,7 @@ export function otpChatHandler(deps: OtpChatDeps): MessageHandler {
         }
         const since = new Date(ctx.now.getTime() - NOT_ME_CODE_WINDOW_MS);
         const recent = await ctx.tx.verification.findFirst({
-          where: { tenantId: ctx.tenant.id, to: phone, NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } }, OR: [{ status: "pending" }, { lastSentAt: { gte: since } }, { createdAt: { gte: since } }] },
+          where: { tenantId: ctx.tenant.id, to: phone, ...NOT_STEP_UP, OR: [{ status: "pending" }, { lastSentAt: { gte: since } }, { createdAt: { gte: since } }] },
           select: { id: true },
         });
         // no code to refer to: blocking would only lock the owner out of recovering
@@ -145,7 +145,7 @@ export function otpChatHandler(deps: OtpChatDeps): MessageHandler {
 
       // a step-up code confirms an admin change through the admin API only: typed here it approves nothing
       const pending = await ctx.tx.verification.findFirst({
-        where: { tenantId: ctx.tenant.id, to: phone, status: "pending", NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } },
+        where: { tenantId: ctx.tenant.id, to: phone, status: "pending", ...NOT_STEP_UP },
         orderBy: { createdAt: "desc" },
       });
       if (!pending) {

@@ -16,7 +16,9 @@ import type { OtpEvents } from "./otp-events";
 import type { PinService } from "../pin/pin.service";
 import type { DailyCodes } from "../limits/daily-codes";
 import { ipLimitKey } from "../shared/ip"; // one key per address (IPv4-mapped → IPv4) and per IPv6 /64
-import { STEP_UP_PURPOSE_PREFIX } from "../tenants/step-up-purpose";
+// admin step-up codes (src/tenants/step-up.ts) are not the Verify API's: no lookup by id (check, get, cancel) finds
+// one; lookups by number name a purpose, and the API's purposes cannot hold the prefix's ':'
+import { NOT_STEP_UP } from "../tenants/step-up-purpose";
 
 export type VerificationRow = Prisma.VerificationGetPayload<{ include: { deliveries: true } }>;
 
@@ -709,11 +711,6 @@ function isUniqueViolation(err: unknown): boolean {
   return e?.code === "P2002" || /23505|unique constraint/i.test(String(e?.message ?? ""));
 }
 
-/**
- * Admin step-up codes (purpose `step_up:…`, src/tenants/step-up.ts) are not the Verify API's: no lookup by id
- * (check, get, cancel) ever finds one. Lookups by number name a purpose, and the API's purposes cannot hold a ':'.
- */
-const NOT_STEP_UP = { NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } } as const;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(v: string): boolean {

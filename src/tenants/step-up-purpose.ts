@@ -5,3 +5,6 @@
  */
 export const STEP_UP_PURPOSE_PREFIX = "step_up:";
 export const isStepUpPurpose = (purpose: string | null | undefined): boolean => !!purpose?.startsWith(STEP_UP_PURPOSE_PREFIX);
+
+/** The Prisma `where` fragment that leaves step-up carriers out of a verification lookup or list. */
+export const NOT_STEP_UP = { NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } } } as const;

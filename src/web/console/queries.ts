@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { PrismaClient } from "../../db/prisma";
 import { presentVerification } from "../../otp/presenter";
-import { STEP_UP_PURPOSE_PREFIX } from "../../tenants/step-up-purpose";
+import { NOT_STEP_UP } from "../../tenants/step-up-purpose";
 
 /**
  * The console's read models: lists and counts the admin API has no route for. Every query is scoped to one tenant
@@ -15,7 +15,7 @@ export type VerificationStatusName = (typeof VERIFICATION_STATUSES)[number];
 export async function listVerifications(prisma: PrismaClient, tenantId: string, opts: { status?: VerificationStatusName; limit: number }) {
   const rows = await prisma.verification.findMany({
     // admin step-up codes (src/tenants/step-up.ts) are not the business's verifications
-    where: { tenantId, NOT: { purpose: { startsWith: STEP_UP_PURPOSE_PREFIX } }, ...(opts.status ? { status: opts.status } : {}) },
+    where: { tenantId, ...NOT_STEP_UP, ...(opts.status ? { status: opts.status } : {}) },
     include: { deliveries: { orderBy: { createdAt: "asc" } } },
     orderBy: { createdAt: "desc" },
     take: opts.limit,
